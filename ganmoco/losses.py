@@ -1,0 +1,124 @@
+"""Loss terms of GAN-MoCo: pure functions, tensors in, scalar out; the formula in each docstring.
+
+Images are in [-1, 1]. Discriminator outputs are lists of patch-logit maps (one per scale); adversarial
+losses average over scales.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+Logits = torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
+
+
+def _scales(logits: Logits) -> list[torch.Tensor]:
+    return list(logits) if isinstance(logits, list | tuple) else [logits]
+
+
+def hinge_d_loss(real: Logits, fake: Logits) -> torch.Tensor:
+    """L_D = mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))."""
+    terms = [F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(_scales(real), _scales(fake), strict=True)]
+    return torch.stack(terms).mean()
+
+
+def hinge_g_loss(fake: Logits) -> torch.Tensor:
+    """L_G = -mean(D(fake))."""
+    return torch.stack([-f.mean() for f in _scales(fake)]).mean()
+
+
+def nonsaturating_d_loss(real: Logits, fake: Logits) -> torch.Tensor:
+    """L_D = mean(softplus(-D(real))) + mean(softplus(D(fake)))  (= -log s(D(real)) - log(1 - s(D(fake))))."""
+    terms = [F.softplus(-r).mean() + F.softplus(f).mean() for r, f in zip(_scales(real), _scales(fake), strict=True)]
+    return torch.stack(terms).mean()
+
+
+def nonsaturating_g_loss(fake: Logits) -> torch.Tensor:
+    """L_G = mean(softplus(-D(fake)))  (= -log s(D(fake)))."""
+    return torch.stack([F.softplus(-f).mean() for f in _scales(fake)]).mean()
+
+
+ADVERSARIAL = {"hinge": (hinge_d_loss, hinge_g_loss), "nonsaturating": (nonsaturating_d_loss, nonsaturating_g_loss)}
+
+
+def gram_matrix(feats: torch.Tensor) -> torch.Tensor:
+    """G = F F^T / (C H W) for F the (B, C, H*W) features."""
+    b, c, h, w = feats.shape
+    f = feats.reshape(b, c, h * w).float()
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def feature_loss(feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L_feature = sum over layers i of mean((phi_i(X) - phi_i(Y))^2)  (the seed's sum ||phi_i(X) - phi_i(Y)||^2)."""
+    return sum(F.mse_loss(feats[k].float(), targets[k].float()) for k in targets)
+
+
+def gram_style_loss(feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L_gram = sum over layers of mean((Gram(phi(X)) - Gram(phi(S)))^2)."""
+    return sum(F.mse_loss(gram_matrix(feats[k]), gram_matrix(targets[k])) for k in targets)
+
+
+def mean_std_style_loss(feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], eps: float = 1e-5) -> torch.Tensor:
+    """L_meanstd = sum over layers of mean((mu(X) - mu(S))^2) + mean((sigma(X) - sigma(S))^2), per channel."""
+    total = 0.0
+    for k in targets:
+        x, s = feats[k].float().flatten(2), targets[k].float().flatten(2)
+        x_std = (x.var(dim=2, unbiased=False) + eps).sqrt()
+        s_std = (s.var(dim=2, unbiased=False) + eps).sqrt()
+        total = total + F.mse_loss(x.mean(2), s.mean(2)) + F.mse_loss(x_std, s_std)
+    return total
+
+
+def total_variation_loss(image: torch.Tensor) -> torch.Tensor:
+    """TV = mean(|x[i+1, j] - x[i, j]|) + mean(|x[i, j+1] - x[i, j]|)."""
+    return (image[..., 1:, :] - image[..., :-1, :]).abs().mean() + (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """Y = 0.299 R + 0.587 G + 0.114 B, kept as (B, 1, H, W)."""
+    weights = image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (image * weights).sum(1, keepdim=True)
+
+
+def image_gradient(image: torch.Tensor) -> torch.Tensor:
+    """|d/dx| + |d/dy| of the luminance by central differences (replicate border), shape (B, 1, H, W)."""
+    y = F.pad(luminance(image), (1, 1, 1, 1), mode="replicate")
+    gx = (y[..., 1:-1, 2:] - y[..., 1:-1, :-2]) / 2
+    gy = (y[..., 2:, 1:-1] - y[..., :-2, 1:-1]) / 2
+    return gx.abs() + gy.abs()
+
+
+def fusion_intensity_loss(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """L_int = mean(|Y(F) - max_i Y(S_i)|): keep the salient (brightest) intensity of the sources (U2Fusion-like).
+
+    `sources` has shape (B, N, 3, H, W).
+    """
+    target = luminance(sources.flatten(0, 1)).view(*sources.shape[:2], 1, *sources.shape[-2:]).amax(1)
+    return (luminance(fused) - target).abs().mean()
+
+
+def fusion_gradient_loss(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """L_grad = mean(| |grad F| - max_i |grad S_i| |): keep the sharpest detail of any source."""
+    target = image_gradient(sources.flatten(0, 1)).view(*sources.shape[:2], 1, *sources.shape[-2:]).amax(1)
+    return (image_gradient(fused) - target).abs().mean()
+
+
+def fusion_ssim_loss(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """L_ssim = 1 - mean_i SSIM(F, S_i), SSIM on [0, 1] images with an 11x11 Gaussian window."""
+    n = sources.shape[1]
+    x = ((fused.float() + 1) / 2).repeat_interleave(n, dim=0)
+    y = (sources.flatten(0, 1).float() + 1) / 2
+    return 1 - structural_similarity_index_measure(x, y, data_range=1.0)
+
+
+def fusion_loss(fused: torch.Tensor, sources: torch.Tensor, w_int: float = 1.0, w_grad: float = 1.0,
+                w_ssim: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_fusion = w_int L_int + w_grad L_grad + w_ssim L_ssim; returns the total and the raw terms."""
+    terms = {
+        "fusion_intensity": fusion_intensity_loss(fused, sources),
+        "fusion_gradient": fusion_gradient_loss(fused, sources),
+        "fusion_ssim": fusion_ssim_loss(fused, sources),
+    }
+    total = w_int * terms["fusion_intensity"] + w_grad * terms["fusion_gradient"] + w_ssim * terms["fusion_ssim"]
+    return total, terms

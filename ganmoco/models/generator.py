@@ -1,0 +1,180 @@
+"""The GAN-MoCo generator: one shared encoder / residual trunk / decoder for style transfer and fusion.
+
+Every norm is a conditional instance norm whose scale and shift come from a code: the style code for style
+transfer, a learned task code for fusion. Fusion encodes each of the N inputs with the shared encoder and
+merges them with per-pixel softmax weights (order-invariant, any N >= 2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+FUSION_TASKS = ("general", "multi-focus", "multi-exposure", "infrared-visible")
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm with (1 + gamma, beta) predicted from a code (B, d) or a spatial code map (B, d, h, w)."""
+
+    def __init__(self, channels: int, code_dim: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.to_scale_shift = nn.Linear(code_dim, 2 * channels)
+        nn.init.zeros_(self.to_scale_shift.weight)
+        nn.init.zeros_(self.to_scale_shift.bias)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        if code.ndim == 2:
+            params = self.to_scale_shift(code)[:, :, None, None]
+        else:
+            # gamma and beta are linear in the code, so a blended code map blends the modulations per pixel
+            code = F.interpolate(code, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            weight = self.to_scale_shift.weight[:, :, None, None]
+            params = F.conv2d(code, weight, self.to_scale_shift.bias)
+        gamma, beta = params.chunk(2, dim=1)
+        return self.norm(x) * (1 + gamma) + beta
+
+
+class ConvBlock(nn.Module):
+    """(upsample) -> reflection pad -> conv -> conditional instance norm -> ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, code_dim: int, stride: int = 1, upsample: bool = False):
+        super().__init__()
+        self.upsample = upsample
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, padding_mode="reflect")
+        self.norm = ConditionalInstanceNorm(out_channels, code_dim)
+
+    def forward(self, x, code):
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return F.relu(self.norm(self.conv(x), code))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, code_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.norm1 = ConditionalInstanceNorm(channels, code_dim)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.norm2 = ConditionalInstanceNorm(channels, code_dim)
+
+    def forward(self, x, code):
+        h = F.relu(self.norm1(self.conv1(x), code))
+        return x + self.norm2(self.conv2(h), code)
+
+
+class FusionBlock(nn.Module):
+    """Per-pixel softmax weights over N encoded inputs, each scored beside the inputs' mean and max."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Conv2d(3 * channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1))
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats (B, N, C, h, w) -> fused (B, C, h, w), weights (B, N, 1, h, w) summing to 1 over N."""
+        b, n, c, h, w = feats.shape
+        context = torch.cat([feats.mean(1), feats.amax(1)], dim=1).unsqueeze(1).expand(b, n, 2 * c, h, w)
+        scores = self.score(torch.cat([feats, context], dim=2).reshape(b * n, 3 * c, h, w)).view(b, n, 1, h, w)
+        weights = scores.softmax(dim=1)
+        return (weights * feats).sum(1), weights
+
+
+class GanMocoGenerator(ModelMixin, ConfigMixin):
+    """`G(content, code=z)` stylizes; `G(sources, task=t)` fuses sources of shape (B, N, 3, H, W).
+
+    Images are in [-1, 1]; any H, W (padded internally to a multiple of 2**num_downsamples).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        base_channels: int = 32,
+        max_channels: int = 128,
+        num_downsamples: int = 3,
+        num_res_blocks: int = 2,
+        code_dim: int = 128,
+        num_fusion_tasks: int = len(FUSION_TASKS),
+    ):
+        super().__init__()
+        for key, value in (("base_channels", base_channels), ("max_channels", max_channels),
+                           ("num_downsamples", num_downsamples), ("code_dim", code_dim),
+                           ("num_fusion_tasks", num_fusion_tasks)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if not isinstance(num_res_blocks, int) or num_res_blocks < 0:
+            raise ValueError(f"num_res_blocks must be a non-negative integer, got {num_res_blocks!r}")
+        channels = [min(base_channels * 2**i, max_channels) for i in range(num_downsamples)]
+        self.encoder = nn.ModuleList(
+            [ConvBlock(3, channels[0], code_dim, stride=2)]
+            + [ConvBlock(channels[i - 1], channels[i], code_dim, stride=2) for i in range(1, num_downsamples)]
+        )
+        self.fusion = FusionBlock(channels[-1])
+        self.trunk = nn.ModuleList([ResidualBlock(channels[-1], code_dim) for _ in range(num_res_blocks)])
+        self.decoder = nn.ModuleList(
+            [ConvBlock(channels[i], channels[i - 1], code_dim, upsample=True) for i in range(num_downsamples - 1, 0, -1)]
+        )
+        self.to_rgb = nn.Conv2d(channels[0], 3, 3, padding=1, padding_mode="reflect")
+        self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)
+        nn.init.normal_(self.task_codes.weight, std=0.1)
+
+    def _encode(self, x, code):
+        for block in self.encoder:
+            x = block(x, code)
+        return x
+
+    def _decode(self, h, code):
+        for block in self.trunk:
+            h = block(h, code)
+        for block in self.decoder:
+            h = block(h, code)
+        return self.to_rgb(F.interpolate(h, scale_factor=2, mode="nearest"))
+
+    def _pad(self, x):
+        # a multiple of the total stride, and at least 2x2 at the bottleneck (instance norm needs >1 pixel)
+        multiple = 2**self.config.num_downsamples
+        h, w = x.shape[-2:]
+        pad_h, pad_w = max(-h % multiple, 2 * multiple - h), max(-w % multiple, 2 * multiple - w)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return x, (h, w)
+
+    def task_code(self, task: int | torch.Tensor, batch: int) -> torch.Tensor:
+        task = torch.as_tensor(task, device=self.task_codes.weight.device, dtype=torch.long)
+        if task.ndim == 0:
+            task = task.expand(batch)
+        if task.min() < 0 or task.max() >= self.config.num_fusion_tasks:
+            raise ValueError(f"task ids must be in [0, {self.config.num_fusion_tasks}), got {task.tolist()}")
+        return self.task_codes(task)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor | None = None, task: int | torch.Tensor = 0) -> torch.Tensor:
+        if x.ndim == 4:
+            return self.stylize(x, code)
+        if x.ndim == 5:
+            return self.fuse(x, task)
+        raise ValueError(f"expected (B, 3, H, W) content or (B, N, 3, H, W) fusion sources, got {tuple(x.shape)}")
+
+    def stylize(self, content: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        if code is None or code.shape[0] != content.shape[0] or code.shape[1] != self.config.code_dim:
+            got = None if code is None else tuple(code.shape)
+            raise ValueError(f"stylize needs a code of shape (B, {self.config.code_dim}[, h, w]), got {got}")
+        x, (h, w) = self._pad(content)
+        out = torch.tanh(self._decode(self._encode(x, code), code))
+        return out[..., :h, :w]
+
+    def fuse(self, sources: torch.Tensor, task: int | torch.Tensor = 0) -> torch.Tensor:
+        b, n = sources.shape[:2]
+        if n < 2 or sources.shape[2] != 3:
+            raise ValueError(f"fusion needs sources of shape (B, N>=2, 3, H, W), got {tuple(sources.shape)}")
+        code = self.task_code(task, b)
+        x, (h, w) = self._pad(sources.flatten(0, 1))
+        feats = self._encode(x, code.repeat_interleave(n, dim=0))
+        fused, weights = self.fusion(feats.view(b, n, *feats.shape[1:]))
+        # The decoder predicts a residual over the sources blended with the same per-pixel weights, in the
+        # tanh domain, so sharp detail of the chosen source passes through.
+        pixel_weights = F.interpolate(weights.flatten(0, 1), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        base = (pixel_weights.view(b, n, 1, *x.shape[-2:]) * x.view(b, n, *x.shape[1:])).sum(1)
+        out = torch.tanh(torch.atanh(base.clamp(-0.999, 0.999)) + self._decode(fused, code))
+        return out[..., :h, :w]

@@ -1,0 +1,42 @@
+"""Style encoder: an Inception V3 trunk (the FID network) -> a style code z in R^d (as Ghiasi et al. 2017)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from .layers import INCEPTION_CHANNELS, INCEPTION_LAYERS, build_fid_inception
+
+
+class StyleEncoder(ModelMixin, ConfigMixin):
+    """`E(style) -> (B, code_dim)`; the style image (any size, [-1, 1]) is resized to image_size squared."""
+
+    @register_to_config
+    def __init__(self, code_dim: int = 128, trunk_layer: str = "Mixed_6e", image_size: int = 256):
+        super().__init__()
+        if trunk_layer not in INCEPTION_LAYERS[:-1]:
+            raise ValueError(f"trunk_layer must be one of {INCEPTION_LAYERS[:-1]}, got {trunk_layer!r}")
+        if not isinstance(code_dim, int) or code_dim < 1:
+            raise ValueError(f"code_dim must be a positive integer, got {code_dim!r}")
+        if not isinstance(image_size, int) or image_size < 75:
+            raise ValueError(f"image_size must be an integer >= 75 (the Inception stem needs it), got {image_size!r}")
+        self.trunk = build_fid_inception(trunk_layer)
+        channels = INCEPTION_CHANNELS[trunk_layer]
+        # mean and std of the trunk's features: the statistics style lives in
+        self.head = nn.Sequential(nn.Linear(2 * channels, 2 * code_dim), nn.ReLU(), nn.Linear(2 * code_dim, code_dim))
+
+    def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
+        """Load pretrained FID Inception weights (e.g. `ganmoco.weights.load_weights("inception_v3")`)."""
+        own = self.trunk.state_dict()
+        self.trunk.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+
+    def forward(self, style: torch.Tensor) -> torch.Tensor:
+        size = self.config.image_size
+        if style.shape[-2:] != (size, size):
+            style = F.interpolate(style, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        feats = self.trunk(style)
+        stats = torch.cat([feats.mean(dim=(2, 3)), feats.flatten(2).std(dim=2)], dim=1)
+        return self.head(stats)

@@ -1,0 +1,183 @@
+"""GanMocoPipeline: stylize and fuse PIL images (or paths) with a trained GAN-MoCo generator."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+from PIL import Image
+
+from .data import ImageInput, load_image, load_mask, to_pil, to_tensor
+from .models.generator import FUSION_TASKS, GanMocoGenerator
+from .models.style_encoder import StyleEncoder
+
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
+_STYLE_CACHE_SIZE = 32
+
+
+class ModelLoadError(OSError):
+    """A model folder or Hub id that cannot be loaded; the message names what is missing."""
+
+
+class GanMocoPipeline(DiffusionPipeline):
+    """Arbitrary style transfer and N-image fusion with one shared generator.
+
+    >>> pipe = GanMocoPipeline.from_pretrained()           # the bundled default model, offline
+    >>> out = pipe.stylize("photo.jpg", "painting.jpg", strength=0.8)
+    >>> fused = pipe.fuse(["near_focus.jpg", "far_focus.jpg"], task="multi-focus")
+    """
+
+    model_cpu_offload_seq = "style_encoder->generator"
+
+    def __init__(self, generator: GanMocoGenerator, style_encoder: StyleEncoder):
+        super().__init__()
+        if generator.config.code_dim != style_encoder.config.code_dim:
+            raise ValueError(
+                f"generator code_dim {generator.config.code_dim} != style_encoder code_dim "
+                f"{style_encoder.config.code_dim}"
+            )
+        self.register_modules(generator=generator, style_encoder=style_encoder)
+        self._style_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):
+        """Load from a local folder, a Hub repo id (downloaded with snapshot_download), or, with no argument,
+        the bundled default model."""
+        path = DEFAULT_MODEL if pretrained_model_name_or_path is None else pretrained_model_name_or_path
+        local = Path(path)
+        if not local.is_dir():
+            if os.fspath(path).count("/") != 1 or local.exists():
+                raise ModelLoadError(f"model folder {os.fspath(path)!r} does not exist")
+            from huggingface_hub import snapshot_download
+            from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+            hub_keys = ("revision", "cache_dir", "token", "local_files_only")
+            try:
+                local = Path(snapshot_download(os.fspath(path), **{k: kwargs.pop(k) for k in hub_keys if k in kwargs}))
+            except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+                raise ModelLoadError(f"cannot fetch {os.fspath(path)!r} from the Hub: {str(err).splitlines()[0]}") from None
+        for required in ("model_index.json", "generator/config.json", "style_encoder/config.json"):
+            if not (local / required).is_file():
+                raise ModelLoadError(f"{local / required} is missing: not a ganmoco pipeline folder")
+        for component in ("generator", "style_encoder"):
+            if not any((local / component).glob("*.safetensors")):
+                raise ModelLoadError(f"no .safetensors weights in {local / component} (pickle files are not loaded)")
+        kwargs.setdefault("use_safetensors", True)
+        pipe = super().from_pretrained(local, **kwargs)
+        pipe.generator.eval()
+        pipe.style_encoder.eval()
+        return pipe
+
+    # -- style codes ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def style_code(self, style: ImageInput) -> torch.Tensor:
+        """The (1, code_dim) style code of one image, cached by pixel content."""
+        image = load_image(style)
+        key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
+        if key not in self._style_cache:
+            self._style_cache[key] = self.style_encoder(to_tensor(image).to(self.device, self.style_encoder.dtype))
+            if len(self._style_cache) > _STYLE_CACHE_SIZE:
+                self._style_cache.popitem(last=False)
+        self._style_cache.move_to_end(key)
+        return self._style_cache[key]
+
+    def blend_codes(self, styles: Sequence[ImageInput], weights: Sequence[float] | None = None) -> torch.Tensor:
+        """sum_i w_i z_i with the weights normalised to sum to 1; returns (K, d) codes and (K,) weights."""
+        codes = torch.cat([self.style_code(s) for s in styles])
+        return (_normalised(weights, len(styles)).to(codes)[:, None] * codes).sum(0, keepdim=True)
+
+    # -- style transfer --------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def stylize(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        weights: Sequence[float] | None = None,
+        strength: float = 1.0,
+        preserve_color: bool = False,
+        mask: ImageInput | Sequence[ImageInput] | None = None,
+    ) -> Image.Image:
+        """Stylize `content` with one style or a weighted blend of several; returns an image of content's size.
+
+        strength: 0 keeps the content's own style code, 1 is the full style.
+        preserve_color: keep the content's colours and transfer only luminance.
+        mask: one mask (white = styled, black = unstyled), or one mask per style choosing where each goes.
+        """
+        styles = list(styles) if isinstance(styles, list | tuple) else [styles]
+        if not styles:
+            raise ValueError("stylize needs at least one style image")
+        if not 0.0 <= float(strength) <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        image = load_image(content)
+        x = to_tensor(image).to(self.device, self.generator.dtype)
+        codes = torch.cat([self.style_code(s) for s in styles])
+        w = _normalised(weights, len(styles)).to(codes)
+        if mask is None:
+            code = (w[:, None] * codes).sum(0, keepdim=True)
+            if strength < 1.0:
+                code = torch.lerp(self.style_code(image), code, float(strength))
+        else:
+            code = self._code_map(image, codes, w, mask, float(strength))
+        result = to_pil(self.generator(x, code.to(self.generator.dtype)))
+        return _keep_colours(result, image) if preserve_color else result
+
+    def _code_map(self, image, codes, w, mask, strength) -> torch.Tensor:
+        masks = list(mask) if isinstance(mask, list | tuple) else [mask]
+        if len(masks) not in (1, len(codes)):
+            raise ValueError(f"give one mask or one per style ({len(codes)}), got {len(masks)}")
+        # code maps are built at 1/8 of the image: the generator interpolates them to each layer
+        size = (max(1, image.width // 8), max(1, image.height // 8))
+        m = torch.cat([load_mask(item, size) for item in masks], dim=1).to(codes)  # (1, M, h, w)
+        if len(masks) == 1:
+            region_codes = (w[:, None] * codes).sum(0, keepdim=True)
+        else:
+            region_codes = codes
+            m = m / m.sum(1, keepdim=True).clamp(min=1.0)  # overlapping masks share the pixel
+        own = self.style_code(image)
+        styled = torch.einsum("bkhw,kd->bdhw", m, region_codes)
+        code_map = styled + (1 - m.sum(1, keepdim=True)) * own[:, :, None, None]
+        return torch.lerp(own[:, :, None, None].expand_as(code_map), code_map, strength)
+
+    # -- fusion ----------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def fuse(self, images: Sequence[ImageInput], task: str = "general") -> Image.Image:
+        """Fuse 2 or more images of one scene (registered) into one, at the first image's size.
+
+        task: one of "general", "multi-focus", "multi-exposure", "infrared-visible".
+        """
+        images = list(images)
+        if len(images) < 2:
+            raise ValueError(f"fusion needs at least 2 images, got {len(images)}")
+        if task not in FUSION_TASKS:
+            raise ValueError(f"task must be one of {FUSION_TASKS}, got {task!r}")
+        loaded = [load_image(item) for item in images]
+        size = loaded[0].size
+        loaded = [im if im.size == size else im.resize(size, Image.BICUBIC) for im in loaded]
+        sources = torch.stack([to_tensor(im)[0] for im in loaded]).unsqueeze(0).to(self.device, self.generator.dtype)
+        return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+
+
+def _normalised(weights: Sequence[float] | None, count: int) -> torch.Tensor:
+    if weights is None:
+        return torch.full((count,), 1.0 / count)
+    w = torch.as_tensor([float(v) for v in weights], dtype=torch.float32)
+    if w.numel() != count:
+        raise ValueError(f"got {w.numel()} weights for {count} styles")
+    if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError(f"style weights must be non-negative with a positive sum, got {w.tolist()}")
+    return w / w.sum()
+
+
+def _keep_colours(stylized: Image.Image, content: Image.Image) -> Image.Image:
+    """Luminance from the stylized image, chroma (Cb, Cr) from the content."""
+    y, _, _ = stylized.convert("YCbCr").split()
+    _, cb, cr = content.convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
