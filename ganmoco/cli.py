@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .data import ImageError
+from .data import ImageError, load_image
 from .models.generator import FUSION_TASKS
 
 
@@ -88,17 +88,25 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     out = _output_path(args.out)
+    # every input is read before the model loads, so bad input fails fast
     if args.command == "stylize":
         if args.weights is not None and len(args.weights) != len(args.style):
             raise UsageError(f"--weights has {len(args.weights)} values for {len(args.style)} --style images")
-        pipe = _load_pipeline(args.model)
-        mask = None if not args.mask else (args.mask[0] if len(args.mask) == 1 else args.mask)
-        result = pipe.stylize(args.content, args.style, weights=args.weights, strength=args.strength,
-                              preserve_color=args.preserve_color, mask=mask)
+        content, styles = load_image(args.content), [load_image(s) for s in args.style]
+        masks = [load_image(m) for m in args.mask or []]
+        result = _load_pipeline(args.model).stylize(
+            content,
+            styles,
+            weights=args.weights,
+            strength=args.strength,
+            preserve_color=args.preserve_color,
+            mask=None if not masks else (masks[0] if len(masks) == 1 else masks),
+        )
     else:
         if len(args.images) < 2:
             raise UsageError(f"fuse needs at least 2 images, got {len(args.images)}")
-        result = _load_pipeline(args.model).fuse(args.images, task=args.task)
+        images = [load_image(p) for p in args.images]
+        result = _load_pipeline(args.model).fuse(images, task=args.task)
     save_atomically(result, out)
     print(out)
     return 0
@@ -118,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             traceback.print_exc()
-        print(f"error: internal error ({type(err).__name__}: {_one_line(err)}); rerun with --debug for the "
-              "traceback", file=sys.stderr)
+        print(
+            f"error: internal error ({type(err).__name__}: {_one_line(err)}); rerun with --debug for the traceback",
+            file=sys.stderr,
+        )
         return 1
 
 

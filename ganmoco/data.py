@@ -94,8 +94,7 @@ def load_image(src: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Ima
                 raise ImageError(f"{what} has no pixels ({width}x{height})")
             if width * height > max_pixels:
                 raise ImageError(
-                    f"{what} is {width}x{height} = {width * height:,} pixels, more than the limit of "
-                    f"{max_pixels:,}"
+                    f"{what} is {width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,}"
                 )
             if getattr(image, "is_animated", False):
                 image.seek(0)
@@ -170,8 +169,14 @@ def find_images(root: str | os.PathLike, log=print) -> tuple[list[Path], int]:
                 with Image.open(path) as image:
                     image.verify()
             found.append(path)
-        except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombWarning,
-                Image.DecompressionBombError) as err:
+        except (
+            OSError,
+            SyntaxError,
+            ValueError,
+            struct.error,
+            Image.DecompressionBombWarning,
+            Image.DecompressionBombError,
+        ) as err:
             skipped += 1
             log(f"warning: skipping unreadable image {path}: {_first_line(err)}")
     return found, skipped
@@ -323,3 +328,12 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
             for b in range(position, self.batches_per_epoch):
                 yield [(epoch, i) for i in shard[b * self.batch_size : (b + 1) * self.batch_size]]
             epoch, position = epoch + 1, 0
+
+
+def fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
+    """Downscale (never upscale) so that the longer side is at most `max_side`; None keeps the image."""
+    if max_side is None or max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.LANCZOS)

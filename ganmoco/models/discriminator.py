@@ -35,15 +35,21 @@ class GanMocoDiscriminator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, base_channels: int = 64, num_layers: int = 3, num_scales: int = 2, code_dim: int = 128):
         super().__init__()
-        for key, value in (("base_channels", base_channels), ("num_layers", num_layers),
-                           ("num_scales", num_scales), ("code_dim", code_dim)):
+        for key, value in (
+            ("base_channels", base_channels),
+            ("num_layers", num_layers),
+            ("num_scales", num_scales),
+            ("code_dim", code_dim),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         self.scales = nn.ModuleList(PatchDiscriminator(base_channels, num_layers, code_dim) for _ in range(num_scales))
 
     def forward(self, images: torch.Tensor, code: torch.Tensor) -> list[torch.Tensor]:
         if code.ndim != 2 or code.shape != (images.shape[0], self.config.code_dim):
-            raise ValueError(f"code must have shape ({images.shape[0]}, {self.config.code_dim}), got {tuple(code.shape)}")
+            raise ValueError(
+                f"code must have shape ({images.shape[0]}, {self.config.code_dim}), got {tuple(code.shape)}"
+            )
         logits = []
         for k, scale in enumerate(self.scales):
             x = images if k == 0 else F.avg_pool2d(images, 2**k)

@@ -99,9 +99,13 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         num_fusion_tasks: int = len(FUSION_TASKS),
     ):
         super().__init__()
-        for key, value in (("base_channels", base_channels), ("max_channels", max_channels),
-                           ("num_downsamples", num_downsamples), ("code_dim", code_dim),
-                           ("num_fusion_tasks", num_fusion_tasks)):
+        for key, value in (
+            ("base_channels", base_channels),
+            ("max_channels", max_channels),
+            ("num_downsamples", num_downsamples),
+            ("code_dim", code_dim),
+            ("num_fusion_tasks", num_fusion_tasks),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if not isinstance(num_res_blocks, int) or num_res_blocks < 0:
@@ -114,7 +118,10 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.fusion = FusionBlock(channels[-1])
         self.trunk = nn.ModuleList([ResidualBlock(channels[-1], code_dim) for _ in range(num_res_blocks)])
         self.decoder = nn.ModuleList(
-            [ConvBlock(channels[i], channels[i - 1], code_dim, upsample=True) for i in range(num_downsamples - 1, 0, -1)]
+            [
+                ConvBlock(channels[i], channels[i - 1], code_dim, upsample=True)
+                for i in range(num_downsamples - 1, 0, -1)
+            ]
         )
         self.to_rgb = nn.Conv2d(channels[0], 3, 3, padding=1, padding_mode="reflect")
         self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)

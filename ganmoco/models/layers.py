@@ -23,8 +23,13 @@ class FIDInceptionC(InceptionC):
     def _forward(self, x):
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = x
-        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                      self.branch7x7dbl_5):
+        for layer in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d = layer(d)
         pool = self.branch_pool(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
         return [self.branch1x1(x), b7, d, pool]
@@ -49,15 +54,46 @@ class FIDInceptionE(InceptionE):
 
 # Named stages in forward order; "pool" is the 2048-d global average (the FID feature).
 INCEPTION_LAYERS = (
-    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-    "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-    "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "pool",
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+    "pool",
 )
 INCEPTION_CHANNELS = {
-    "Conv2d_1a_3x3": 32, "Conv2d_2a_3x3": 32, "Conv2d_2b_3x3": 64, "maxpool1": 64, "Conv2d_3b_1x1": 80,
-    "Conv2d_4a_3x3": 192, "maxpool2": 192, "Mixed_5b": 256, "Mixed_5c": 288, "Mixed_5d": 288, "Mixed_6a": 768,
-    "Mixed_6b": 768, "Mixed_6c": 768, "Mixed_6d": 768, "Mixed_6e": 768, "Mixed_7a": 1280, "Mixed_7b": 2048,
-    "Mixed_7c": 2048, "pool": 2048,
+    "Conv2d_1a_3x3": 32,
+    "Conv2d_2a_3x3": 32,
+    "Conv2d_2b_3x3": 64,
+    "maxpool1": 64,
+    "Conv2d_3b_1x1": 80,
+    "Conv2d_4a_3x3": 192,
+    "maxpool2": 192,
+    "Mixed_5b": 256,
+    "Mixed_5c": 288,
+    "Mixed_5d": 288,
+    "Mixed_6a": 768,
+    "Mixed_6b": 768,
+    "Mixed_6c": 768,
+    "Mixed_6d": 768,
+    "Mixed_6e": 768,
+    "Mixed_7a": 1280,
+    "Mixed_7b": 2048,
+    "Mixed_7c": 2048,
+    "pool": 2048,
 }
 
 

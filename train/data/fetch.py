@@ -24,9 +24,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rcc import read_rcc  # noqa: E402
 
 GCOMPRIS_PHOTO_BUNDLES = ("explore_monuments", "explore_world_animals", "explore_farm_animals", "details")
-OPENCV_PHOTOS = ("fruits.jpg", "baboon.jpg", "home.jpg", "HappyFish.jpg", "orange.jpg", "building.jpg",
-                 "butterfly.jpg", "squirrel_cls.jpg", "apple.jpg", "aero1.jpg", "graf1.png", "leuvenA.jpg",
-                 "messi5.jpg", "stuff.jpg", "smarties.png", "ela_original.jpg", "lena.jpg", "board.jpg")
+OPENCV_PHOTOS = (
+    "fruits.jpg",
+    "baboon.jpg",
+    "home.jpg",
+    "HappyFish.jpg",
+    "orange.jpg",
+    "building.jpg",
+    "butterfly.jpg",
+    "squirrel_cls.jpg",
+    "apple.jpg",
+    "aero1.jpg",
+    "graf1.png",
+    "leuvenA.jpg",
+    "messi5.jpg",
+    "stuff.jpg",
+    "smarties.png",
+    "ela_original.jpg",
+    "lena.jpg",
+    "board.jpg",
+)
 OPENCV_PAINTINGS = ("starry_night.jpg",)
 OPENCV_LICENCE = "Apache-2.0 AND BSD-3-Clause (opencv-doc, Debian copyright file, Files: *)"
 MIN_SIDE = 256
@@ -106,9 +123,15 @@ def build(out: Path, work: Path) -> dict[str, int]:
             image.save(target)
             counts[kind] += 1
             rows.append(f"| {kind}/{target.name} | {package} | {licence} | {note} |")
-    licences = ["# Licences of the corpus images", "",
-                "Built by `train/data/fetch.py` from Debian packages; each image keeps its package's licence.", "",
-                "| file | package | licence | note |", "| --- | --- | --- | --- |", *sorted(rows)]
+    licences = [
+        "# Licences of the corpus images",
+        "",
+        "Built by `train/data/fetch.py` from Debian packages; each image keeps its package's licence.",
+        "",
+        "| file | package | licence | note |",
+        "| --- | --- | --- | --- |",
+        *sorted(rows),
+    ]
     (out / "LICENSES.md").write_text("\n".join(licences) + "\n")
     return counts
 

@@ -1,0 +1,158 @@
+"""ganmoco demo: arbitrary style transfer and image fusion in the browser (`python app.py`).
+
+UI only: every computation is a GanMocoPipeline call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from ganmoco import GanMocoPipeline, ImageError
+from ganmoco.data import fit_within, load_image
+
+EXAMPLES = Path(__file__).resolve().parent / "ganmoco" / "assets" / "examples"
+MAX_OUTPUT_PIXELS = 16_000_000  # a 4K frame is 8.3 MP; more is refused with a message, not an OOM
+OUTPUT_SIZES = {"original": None, "1024 px": 1024, "512 px": 512}
+FUSION_MODES = {
+    "general": "general",
+    "multi-focus": "multi-focus",
+    "multi-exposure": "multi-exposure",
+    "infrared + visible": "infrared-visible",
+}
+
+# Loaded once at start: GANMOCO_MODEL may name a folder or Hub id; otherwise the bundled default model.
+PIPE = GanMocoPipeline.from_pretrained(os.environ.get("GANMOCO_MODEL") or None)
+
+
+def _image(value, what: str):
+    if value is None:
+        raise gr.Error(f"Please add {what}.")
+    try:
+        return load_image(value)
+    except ImageError as err:
+        raise gr.Error(f"The {what} could not be read: {err}.") from None
+
+
+def _check_size(image, max_side):
+    image = fit_within(image, max_side)
+    if image.width * image.height > MAX_OUTPUT_PIXELS:
+        raise gr.Error(
+            f"The image is {image.width}x{image.height}; choose a smaller output size "
+            f"(at most {MAX_OUTPUT_PIXELS // 1_000_000} megapixels)."
+        )
+    return image
+
+
+def stylize(
+    content,
+    style,
+    style2=None,
+    style2_weight=0.5,
+    strength=1.0,
+    preserve_color=False,
+    mask=None,
+    output_size="original",
+    progress=gr.Progress(),
+):
+    progress(0.1, desc="reading images")
+    content = _check_size(_image(content, "content photo"), OUTPUT_SIZES.get(output_size))
+    styles, weights = [_image(style, "style image")], [1.0 - float(style2_weight)]
+    if style2 is not None:
+        styles.append(_image(style2, "second style image"))
+        weights.append(float(style2_weight))
+    else:
+        weights = None
+    mask_image = None if mask is None else _image(mask, "mask")
+    progress(0.3, desc="stylizing")
+    try:
+        return PIPE.stylize(
+            content,
+            styles,
+            weights=weights,
+            strength=float(strength),
+            preserve_color=bool(preserve_color),
+            mask=mask_image,
+        )
+    except (ImageError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+
+
+def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
+    paths = [f if isinstance(f, str) else getattr(f, "name", f) for f in (files or [])]
+    if len(paths) < 2:
+        raise gr.Error("Please add at least two images of the same scene.")
+    progress(0.1, desc="reading images")
+    images = [_check_size(_image(p, f"image {i + 1}"), OUTPUT_SIZES.get(output_size)) for i, p in enumerate(paths)]
+    progress(0.3, desc="fusing")
+    try:
+        return PIPE.fuse(images, task=FUSION_MODES.get(mode, mode))
+    except (ImageError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="ganmoco: style transfer and image fusion") as demo:
+        gr.Markdown("# ganmoco\nArbitrary style transfer and multi-image fusion with one GAN-MoCo generator.")
+        with gr.Tab("Stylize"):
+            with gr.Row():
+                with gr.Column():
+                    content = gr.Image(label="Content photo", type="filepath", sources=["upload", "clipboard"])
+                    with gr.Row():
+                        style = gr.Image(label="Style", type="filepath", sources=["upload", "clipboard"])
+                        style2 = gr.Image(
+                            label="Second style (optional)", type="filepath", sources=["upload", "clipboard"]
+                        )
+                    style2_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Weight of the second style")
+                    strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
+                    preserve = gr.Checkbox(label="Preserve the photo's colours")
+                    mask = gr.Image(
+                        label="Mask (optional, white = stylized)", type="filepath", sources=["upload"], image_mode="L"
+                    )
+                    size = gr.Radio(list(OUTPUT_SIZES), value="original", label="Output size")
+                    run = gr.Button("Stylize", variant="primary", elem_id="stylize-run")
+                with gr.Column():
+                    out = gr.Image(label="Result", type="pil", format="png", elem_id="stylize-out")
+            gr.Examples(
+                examples=[
+                    [str(EXAMPLES / "castle_chambord.jpg"), str(EXAMPLES / "van_gogh_starry_night.jpg")],
+                    [str(EXAMPLES / "bird_owl.jpg"), str(EXAMPLES / "van_gogh_night_cafe.jpg")],
+                    [str(EXAMPLES / "castle_neuschwanstein.jpg"), str(EXAMPLES / "van_gogh_bridge.jpg")],
+                ],
+                inputs=[content, style],
+                label="Try an example",
+            )
+            run.click(
+                stylize,
+                [content, style, style2, style2_weight, strength, preserve, mask, size],
+                out,
+                api_name="stylize",
+            )
+        with gr.Tab("Fuse"):
+            with gr.Row():
+                with gr.Column():
+                    files = gr.File(
+                        label="Two or more images of one scene",
+                        file_count="multiple",
+                        file_types=["image"],
+                        elem_id="fuse-files",
+                    )
+                    mode = gr.Radio(list(FUSION_MODES), value="general", label="Mode")
+                    fsize = gr.Radio(list(OUTPUT_SIZES), value="original", label="Output size")
+                    frun = gr.Button("Fuse", variant="primary", elem_id="fuse-run")
+                with gr.Column():
+                    fout = gr.Image(label="Fused", type="pil", format="png", elem_id="fuse-out")
+            frun.click(fuse, [files, mode, fsize], fout, api_name="fuse")
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    demo.queue(max_size=16, default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size="25mb",
+    )

@@ -1,0 +1,56 @@
+import json
+import os
+from pathlib import Path
+
+# Offline and quiet, before anything imports huggingface_hub or gradio.
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    GRADIO_ANALYTICS_ENABLED="False",
+    DIFFUSERS_VERBOSITY="error",
+    TOKENIZERS_PARALLELISM="false",
+)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "ganmoco" / "assets" / "examples"
+TINY_GENERATOR = {"base_channels": 8, "max_channels": 16, "num_res_blocks": 1, "code_dim": 16}
+TINY_STYLE_ENCODER = {"code_dim": 16, "trunk_layer": "Conv2d_4a_3x3", "image_size": 96}
+TINY_DISCRIMINATOR = {"base_channels": 8, "num_layers": 2, "num_scales": 2, "code_dim": 16}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory) -> Path:
+    """A real (untrained, tiny) pipeline saved as config.json + safetensors."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_pipeline")
+    pipe = GanMocoPipeline(GanMocoGenerator(**TINY_GENERATOR), StyleEncoder(**TINY_STYLE_ENCODER))
+    pipe.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_configs(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("configs")
+    paths = {}
+    for name, config in (
+        ("generator", TINY_GENERATOR),
+        ("style_encoder", TINY_STYLE_ENCODER),
+        ("discriminator", TINY_DISCRIMINATOR),
+    ):
+        paths[name] = folder / f"{name}.json"
+        paths[name].write_text(json.dumps(config))
+    return paths

@@ -1,0 +1,132 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganmoco.data import ImageError, load_image, load_mask, to_pil, to_tensor
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "1", "RGB", "YCbCr", "I"])
+def test_every_mode_becomes_rgb(mode):
+    image = Image.new("RGB", (7, 5), (200, 100, 50)).convert(mode)
+    out = load_image(image)
+    assert out.mode == "RGB" and out.size == (7, 5)
+
+
+def test_palette_with_transparency_composites_over_white():
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 0, 0] + [255, 0, 0] * 255)
+    image.info["transparency"] = 0
+    out = load_image(Image.open(io.BytesIO(_png_bytes(image))))
+    assert out.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_rgba_alpha_composites_over_white():
+    image = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
+    assert load_image(image).getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_sixteen_bit_is_scaled_not_clipped():
+    arr = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    image = Image.fromarray(arr, "I;16")
+    values = [p[0] for p in load_image(image).getdata()]
+    assert values == [0, 128, 255]
+
+
+def test_float_image_is_scaled_into_range():
+    arr = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    values = [p[0] for p in load_image(Image.fromarray(arr, "F")).getdata()]
+    assert values == [0, 128, 255]
+    wide = np.array([[-10.0, 0.0, 10.0]], dtype=np.float32)  # outside [0, 1]: min-max, not white
+    values = [p[0] for p in load_image(Image.fromarray(wide, "F")).getdata()]
+    assert values == [0, 128, 255]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif.tobytes())
+    assert load_image(path).size == (20, 40)
+
+
+def test_animated_gif_gives_first_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    r, g, _ = load_image(path).getpixel((4, 4))
+    assert r > 200 and g < 50
+
+
+def test_not_an_image_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("this is text")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(path)
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty"):
+        load_image(empty)
+    with pytest.raises(ImageError, match="does not exist"):
+        load_image(tmp_path / "missing.jpg")
+
+
+def test_truncated_file_is_a_clear_error(examples, tmp_path):
+    data = (examples / "bird_owl.jpg").read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        load_image(path)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A tiny PNG file that claims to be width x height (a decompression bomb's header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header(60000, 60000))
+    with pytest.raises(ImageError, match="pixels|too large"):
+        load_image(path)
+
+
+def test_pixel_convention_round_trip(examples):
+    image = load_image(examples / "bird_duck.jpg")
+    x = to_tensor(image)
+    assert x.shape == (1, 3, image.height, image.width) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+    assert np.array_equal(np.asarray(to_pil(x)), np.asarray(image))
+
+
+def test_numpy_arrays_are_accepted():
+    assert load_image(np.zeros((3, 4), dtype=np.uint8)).size == (4, 3)
+    assert load_image(np.ones((3, 4, 3), dtype=np.float32)).getpixel((0, 0)) == (255, 255, 255)
+    with pytest.raises(ImageError, match="shape"):
+        load_image(np.zeros((3, 4, 5)))
+
+
+def test_mask_is_resized_and_scaled():
+    mask = load_mask(Image.new("L", (10, 10), 255), (4, 2))
+    assert mask.shape == (1, 1, 2, 4) and torch.allclose(mask, torch.ones_like(mask))

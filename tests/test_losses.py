@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from ganmoco import losses
+
+
+def test_hinge_losses_by_hand():
+    real = torch.tensor([[2.0, 0.5]])  # relu(1-2)=0, relu(1-0.5)=0.5 -> mean 0.25
+    fake = torch.tensor([[-2.0, 0.0]])  # relu(1-2)=0, relu(1+0)=1 -> mean 0.5
+    assert losses.hinge_d_loss(real, fake).item() == pytest.approx(0.75)
+    assert losses.hinge_g_loss(fake).item() == pytest.approx(1.0)  # -mean(-2, 0)
+    # multi-scale: the mean over scales
+    assert losses.hinge_g_loss([fake, torch.tensor([[3.0]])]).item() == pytest.approx((1.0 - 3.0) / 2)
+
+
+def test_nonsaturating_losses_by_hand():
+    zero = torch.zeros(1, 1, 2, 2)
+    assert losses.nonsaturating_d_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert losses.nonsaturating_g_loss(torch.full((1, 1), 2.0)).item() == pytest.approx(math.log1p(math.exp(-2)))
+
+
+def test_gram_matrix_by_hand():
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # C=2, H=1, W=2
+    expected = torch.tensor([[1 + 4, 3 + 8], [3 + 8, 9 + 16]]) / 4.0
+    assert torch.allclose(losses.gram_matrix(f)[0], expected)
+
+
+def test_style_and_feature_losses_by_hand():
+    a = {"x": torch.ones(1, 1, 2, 2)}
+    b = {"x": torch.zeros(1, 1, 2, 2)}
+    assert losses.feature_loss(a, b).item() == pytest.approx(1.0)
+    assert losses.gram_style_loss(a, b).item() == pytest.approx(1.0)  # gram(ones)=4/4=1 vs 0
+    c = {"x": torch.tensor([[[[0.0, 2.0], [0.0, 2.0]]]])}  # mean 1, std 1
+    # (mean 1 - 0)^2 + (std 1 - ~0)^2, with eps=0
+    assert losses.mean_std_style_loss(c, b, eps=0.0).item() == pytest.approx(2.0)
+    assert losses.mean_std_style_loss(c, c).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_total_variation_by_hand():
+    img = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    assert losses.total_variation_loss(img).item() == pytest.approx(1.0)  # vertical 0, horizontal 1
+
+
+def test_fusion_terms_by_hand():
+    dark = torch.full((1, 3, 16, 16), -1.0)
+    bright = torch.full((1, 3, 16, 16), 1.0)
+    sources = torch.stack([dark, bright], dim=1)
+    # intensity target is the brighter source; the bright image meets it, the dark one misses by 2
+    assert losses.fusion_intensity_loss(bright, sources).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.fusion_intensity_loss(dark, sources).item() == pytest.approx(2.0, abs=1e-5)
+    # flat images: no gradients anywhere
+    assert losses.fusion_gradient_loss(dark, sources).item() == pytest.approx(0.0)
+    edge = bright.clone()
+    edge[..., :, 8:] = -1.0
+    sharp = torch.stack([edge, dark], dim=1)
+    assert losses.fusion_gradient_loss(edge, sharp).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.fusion_gradient_loss(dark, sharp).item() > 0.05
+    assert losses.fusion_ssim_loss(edge, torch.stack([edge, edge], dim=1)).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_fusion_loss_total_is_the_weighted_sum():
+    torch.manual_seed(0)
+    fused, sources = torch.rand(2, 3, 24, 24) * 2 - 1, torch.rand(2, 3, 3, 24, 24) * 2 - 1
+    total, terms = losses.fusion_loss(fused, sources, w_int=2.0, w_grad=3.0, w_ssim=0.5)
+    expected = 2 * terms["fusion_intensity"] + 3 * terms["fusion_gradient"] + 0.5 * terms["fusion_ssim"]
+    assert total.item() == pytest.approx(expected.item())
+
+
+def test_losses_are_differentiable():
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    sources = torch.rand(1, 2, 3, 16, 16)
+    total, _ = losses.fusion_loss(x, sources)
+    (total + losses.total_variation_loss(x)).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

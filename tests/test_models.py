@@ -1,0 +1,111 @@
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ganmoco import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
+
+from .conftest import TINY_DISCRIMINATOR, TINY_GENERATOR, TINY_STYLE_ENCODER
+
+
+def _round_trip(model, tmp_path, *inputs, **kw):
+    model.eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").is_file()
+    weights = list(tmp_path.glob("*.safetensors"))
+    assert len(weights) == 1 and not list(tmp_path.glob("*.bin"))
+    reloaded = type(model).from_pretrained(tmp_path).eval()
+    state = load_file(weights[0])
+    for key, value in model.state_dict().items():
+        if key in state:
+            assert torch.equal(state[key], value), key
+    with torch.no_grad():
+        a, b = model(*inputs, **kw), reloaded(*inputs, **kw)
+    return a, b
+
+
+def test_generator_shapes_and_round_trip(tmp_path):
+    G = GanMocoGenerator(**TINY_GENERATOR)
+    content, code = torch.rand(2, 3, 37, 50) * 2 - 1, torch.randn(2, 16)
+    a, b = _round_trip(G, tmp_path, content, code)
+    assert a.shape == (2, 3, 37, 50) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1
+
+
+def test_generator_fuses_any_number_of_inputs_order_invariant():
+    G = GanMocoGenerator(**TINY_GENERATOR).eval()
+    sources = torch.rand(1, 3, 3, 32, 40) * 2 - 1
+    with torch.no_grad():
+        out = G(sources, task=2)
+        permuted = G(sources[:, [2, 0, 1]], task=2)
+        two = G(sources[:, :2], task=0)
+    assert out.shape == (1, 3, 32, 40) and two.shape == (1, 3, 32, 40)
+    assert torch.allclose(out, permuted, atol=1e-5)
+
+
+def test_generator_spatial_code_map_equals_uniform_code():
+    G = GanMocoGenerator(**TINY_GENERATOR).eval()
+    for p in G.parameters():  # make the code matter: the CIN projections start at zero
+        p.data.add_(torch.randn_like(p) * 0.05)
+    x, code = torch.rand(1, 3, 32, 32) * 2 - 1, torch.randn(1, 16)
+    with torch.no_grad():
+        flat = G(x, code)
+        mapped = G(x, code[:, :, None, None].expand(1, 16, 4, 4))
+        other = G(x, torch.randn(1, 16))
+    assert torch.allclose(flat, mapped, atol=1e-5)
+    assert not torch.allclose(flat, other, atol=1e-3)
+
+
+def test_generator_config_errors_name_the_argument():
+    with pytest.raises(ValueError, match="base_channels"):
+        GanMocoGenerator(base_channels=-4)
+    with pytest.raises(ValueError, match="num_res_blocks"):
+        GanMocoGenerator(num_res_blocks="2")
+    G = GanMocoGenerator(**TINY_GENERATOR)
+    with pytest.raises(ValueError, match="code"):
+        G(torch.rand(1, 3, 16, 16), torch.randn(1, 5))
+    with pytest.raises(ValueError, match="N>=2"):
+        G(torch.rand(1, 1, 3, 16, 16))
+    with pytest.raises(ValueError, match="task ids"):
+        G(torch.rand(1, 2, 3, 16, 16), task=9)
+
+
+def test_style_encoder_round_trip(tmp_path):
+    E = StyleEncoder(**TINY_STYLE_ENCODER)
+    a, b = _round_trip(E, tmp_path, torch.rand(2, 3, 120, 80) * 2 - 1)
+    assert a.shape == (2, 16) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="trunk_layer"):
+        StyleEncoder(trunk_layer="fc")
+
+
+def test_discriminator_round_trip(tmp_path):
+    D = GanMocoDiscriminator(**TINY_DISCRIMINATOR)
+    a, b = _round_trip(D, tmp_path, torch.rand(2, 3, 64, 64), torch.randn(2, 16))
+    assert [t.shape for t in a] == [(2, 1, 16, 16), (2, 1, 8, 8)]
+    # the weights are bit-exact (checked above); spectral norm's division may round differently by layout
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a, b, strict=True))
+    with pytest.raises(ValueError, match="num_scales"):
+        GanMocoDiscriminator(num_scales=0)
+
+
+def test_discriminator_is_conditioned_on_the_code():
+    D = GanMocoDiscriminator(**TINY_DISCRIMINATOR).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        a, b = D(x, torch.randn(1, 16)), D(x, torch.randn(1, 16))
+    assert not torch.allclose(a[0], b[0])
+
+
+def test_feature_extractor_round_trip_and_names(tmp_path):
+    fx = FeatureExtractor("vgg16", layers=("relu1_2", "relu2_2"), pretrained=False)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    a, b = _round_trip(fx, tmp_path, x)
+    assert set(a) == {"relu1_2", "relu2_2"}
+    assert a["relu1_2"].shape == (1, 64, 32, 32) and a["relu2_2"].shape == (1, 128, 16, 16)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not any(p.requires_grad for p in fx.parameters())
+    fx.train()
+    assert not fx.training
+    with pytest.raises(ValueError, match="unknown vgg16 layers"):
+        FeatureExtractor("vgg16", layers=("relu9_9",), pretrained=False)
+    with pytest.raises(ValueError, match="network"):
+        FeatureExtractor("resnet", pretrained=False)

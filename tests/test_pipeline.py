@@ -1,0 +1,119 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganmoco import GanMocoPipeline, ImageError, ModelLoadError
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_pipeline_dir):
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    # an untrained generator starts with identity modulation; give the code a real effect
+    with torch.no_grad():
+        for p in pipe.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return pipe
+
+
+def _diff(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).mean())
+
+
+def test_round_trip_through_a_folder_is_exact(tiny_pipeline_dir, examples, tmp_path):
+    a = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    a.save_pretrained(tmp_path)
+    b = GanMocoPipeline.from_pretrained(tmp_path)
+    content, style = examples / "castle_chambord.jpg", examples / "van_gogh_starry_night.jpg"
+    assert _diff(a.stylize(content, style), b.stylize(content, style)) == 0.0
+    assert (
+        json.loads((tmp_path / "model_index.json").read_text())["generator"] == ["ganmoco", "GanMocoGenerator"]
+        or (tmp_path / "generator" / "config.json").is_file()
+    )
+
+
+def test_stylize_keeps_size_and_changes_pixels(pipe, examples):
+    content = Image.open(examples / "bird_owl.jpg")
+    out = pipe.stylize(content, examples / "van_gogh_night_cafe.jpg")
+    assert out.size == content.size and out.mode == "RGB"
+    assert _diff(out, content.convert("RGB")) > 1.0
+
+
+def test_blend_strength_and_weights(pipe, examples):
+    content = examples / "bird_duck.jpg"
+    s1, s2 = examples / "van_gogh_starry_night.jpg", examples / "van_gogh_bridge.jpg"
+    only1 = pipe.stylize(content, [s1, s2], weights=[1, 0])
+    assert _diff(only1, pipe.stylize(content, s1)) == 0.0
+    assert _diff(pipe.stylize(content, [s1, s2], weights=[1, 1]), only1) > 0.0
+    weak, full = pipe.stylize(content, s1, strength=0.0), pipe.stylize(content, s1, strength=1.0)
+    assert _diff(weak, full) > 0.0
+    with pytest.raises(ValueError, match="strength"):
+        pipe.stylize(content, s1, strength=1.5)
+    with pytest.raises(ValueError, match="weights"):
+        pipe.stylize(content, [s1, s2], weights=[1])
+
+
+def test_mask_chooses_where_the_style_goes(pipe, examples):
+    content = Image.open(examples / "castle_chenonceau.jpg")
+    style = examples / "van_gogh_starry_night.jpg"
+    w, h = content.size
+    everywhere = Image.new("L", content.size, 255)
+    nowhere = Image.new("L", content.size, 0)
+    assert _diff(pipe.stylize(content, style, mask=everywhere), pipe.stylize(content, style)) < 0.5
+    assert _diff(pipe.stylize(content, style, mask=nowhere), pipe.stylize(content, style, strength=0.0)) < 0.5
+    half = Image.new("L", content.size, 0)
+    half.paste(255, (0, 0, w // 2, h))
+    out = np.asarray(pipe.stylize(content, style, mask=half), dtype=np.int16)
+    full = np.asarray(pipe.stylize(content, style), dtype=np.int16)
+    left, right = np.abs(out - full)[:, : w // 4].mean(), np.abs(out - full)[:, 3 * w // 4 :].mean()
+    assert left < right
+
+
+def test_preserve_color_keeps_the_content_chroma(pipe, examples):
+    content = Image.open(examples / "bird_macaw.jpg").convert("RGB")
+    out = pipe.stylize(content, examples / "van_gogh_night_cafe.jpg", preserve_color=True)
+    _, cb, cr = out.convert("YCbCr").split()
+    _, cb0, cr0 = content.convert("YCbCr").split()
+    assert _diff(cb, cb0) < 1.5 and _diff(cr, cr0) < 1.5
+
+
+def test_fuse_two_and_three_images(pipe, examples):
+    a, b = Image.open(examples / "castle_chambord.jpg"), examples / "castle_chenonceau.jpg"
+    out = pipe.fuse([a, b], task="multi-focus")
+    assert out.size == a.size
+    assert pipe.fuse([a, b, examples / "bird_owl.jpg"]).size == a.size
+    with pytest.raises(ValueError, match="at least 2"):
+        pipe.fuse([a])
+    with pytest.raises(ValueError, match="task"):
+        pipe.fuse([a, b], task="sharpen")
+
+
+def test_bad_inputs_are_clear_errors(pipe, tmp_path, examples):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(ImageError):
+        pipe.stylize(bad, examples / "van_gogh_bridge.jpg")
+    with pytest.raises(ImageError):
+        pipe.fuse([examples / "bird_owl.jpg", bad])
+
+
+def test_missing_and_pickle_only_folders(tmp_path, tiny_pipeline_dir):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        GanMocoPipeline.from_pretrained(tmp_path / "nope")
+    with pytest.raises(ModelLoadError, match="model_index.json"):
+        GanMocoPipeline.from_pretrained(tmp_path)
+    import shutil
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(tiny_pipeline_dir, copy)
+    weights = copy / "generator" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_suffix(".bin"))
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        GanMocoPipeline.from_pretrained(copy)
+
+
+def test_hub_id_offline_is_a_clear_error():
+    with pytest.raises(ModelLoadError, match="Hub"):
+        GanMocoPipeline.from_pretrained("someone/not-cached-ganmoco")
