@@ -305,7 +305,7 @@ def sample_grid(G, E, val, args, path: Path, resolution: int):
             sources = synthetic_fusion_pair(clean.cpu(), kind, np.random.default_rng(0)).to(device)
             fused = G(sources[None], task=1 if kind == "multi-focus" else 2)[0]
             tiles += [sources[0], sources[1], fused]
-    grid = make_grid(torch.stack(tiles).float().clamp(-1, 1), nrow=3, normalize=True, value_range=(-1, 1), padding=2)
+    grid = make_grid(torch.stack(tiles).float().clamp(-1, 1), nrow=6, normalize=True, value_range=(-1, 1), padding=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
     return grid
@@ -429,8 +429,9 @@ def main(args: argparse.Namespace) -> Path:
                         G, E, D_frozen, nets, streams["content"].next(), streams["style"].next(), args
                     )
                 accelerator.backward(loss_G)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(g_params, args.max_grad_norm)
+                if accelerator.sync_gradients:  # clips when asked; logs the norm of the whole gradient
+                    max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
+                    grad_norm_G = accelerator.clip_grad_norm_(g_params, max_norm)
                 opt_G.step()
                 sched_G.step()
                 opt_G.zero_grad(set_to_none=True)
@@ -452,6 +453,7 @@ def main(args: argparse.Namespace) -> Path:
             "loss_G": loss_G.detach().item(),
             "loss_D": loss_D.detach().item(),
             "fusion_step": int(is_fusion),
+            "grad_norm_G": float(grad_norm_G),
             "lr": sched_G.get_last_lr()[0],
         }
         if not all(math.isfinite(v) for v in logs.values()):

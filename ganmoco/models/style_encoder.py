@@ -33,6 +33,13 @@ class StyleEncoder(ModelMixin, ConfigMixin):
         own = self.trunk.state_dict()
         self.trunk.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
 
+    def train(self, mode: bool = True):
+        # The trunk's batch norms keep their pretrained statistics: batch statistics of a few style crops
+        # would make a code depend on the rest of its batch.
+        super().train(mode)
+        self.trunk.eval()
+        return self
+
     def forward(self, style: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
         if style.shape[-2:] != (size, size):

@@ -1,0 +1,175 @@
+"""The training script as users run it: real processes, tiny real images, tiny real models."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ganmoco import GanMocoPipeline
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "train" / "train.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, examples):
+    root = tmp_path_factory.mktemp("data")
+    (root / "content" / "nested").mkdir(parents=True)
+    (root / "style").mkdir()
+    photos = sorted(examples.glob("castle_*.jpg")) + sorted(examples.glob("bird_*.jpg"))
+    for i, path in enumerate(photos):
+        folder = root / "content" / ("nested" if i % 2 else "")
+        Image.open(path).convert("RGB").resize((64, 48)).save(folder / f"{path.stem}.png")
+    for path in sorted(examples.glob("van_gogh_*.jpg")):  # and mirrored copies: batches of 4 without wrapping
+        style = Image.open(path).convert("RGB").resize((56, 56))
+        style.save(root / "style" / f"{path.stem}.jpg")
+        style.transpose(Image.FLIP_LEFT_RIGHT).save(root / "style" / f"{path.stem}_mirrored.jpg")
+    (root / "content" / "broken.jpg").write_bytes(b"not an image at all")
+    return root
+
+
+def _args(tiny_data, tiny_configs, out, *extra):
+    return ["--content_dir", tiny_data / "content", "--style_dir", tiny_data / "style", "--output_dir", out,
+            "--generator_config", tiny_configs["generator"], "--style_encoder_config", tiny_configs["style_encoder"],
+            "--discriminator_config", tiny_configs["discriminator"], "--resolution", "32",
+            "--train_batch_size", "2", "--validation_images", "1", "--report_to", "none", *extra]
+
+
+def _train(args, timeout=600, env=None):
+    run_env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
+    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=run_env, cwd=REPO)
+
+
+def _generator_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(next((folder / "generator").glob("*.safetensors")))
+
+
+def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_path, examples):
+    out = tmp_path / "run"
+    r = _train(_args(tiny_data, tiny_configs, out, "--max_train_steps", "4", "--checkpointing_steps", "2",
+                     "--checkpoints_total_limit", "1", "--validation_steps", "2", "--fusion_ratio", "0.5"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "skipping unreadable image" in r.stderr and "broken.jpg" in r.stderr
+    assert "1 unreadable skipped" in r.stderr
+    pipe = GanMocoPipeline.from_pretrained(out)
+    result = pipe.stylize(examples / "bird_owl.jpg", examples / "van_gogh_bridge.jpg")
+    assert result.size == Image.open(examples / "bird_owl.jpg").size
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
+    assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["step-000002.png", "step-000004.png"]
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["max_train_steps"] == 4 and args["fusion_ratio"] == 0.5
+    card = (out / "README.md").read_text()
+    assert "| steps | 4 |" in card and "{" not in card.split("---", 2)[2].replace("{content_dir}", "")
+    assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl")) or list(out.rglob("random_states_*.pkl"))
+
+
+def test_resume_continues_exactly(tiny_data, tiny_configs, tmp_path):
+    straight = tmp_path / "straight"
+    r = _train(_args(tiny_data, tiny_configs, straight, "--max_train_steps", "4", "--checkpointing_steps", "100",
+                     "--fusion_ratio", "0.5"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    halves = tmp_path / "halves"
+    r = _train(_args(tiny_data, tiny_configs, halves, "--max_train_steps", "2", "--checkpointing_steps", "2",
+                     "--fusion_ratio", "0.5"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _train(_args(tiny_data, tiny_configs, halves, "--max_train_steps", "4", "--checkpointing_steps", "100",
+                     "--fusion_ratio", "0.5", "--resume_from_checkpoint", "latest"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Resuming from checkpoint" in r.stderr and "checkpoint-2" in r.stderr
+    a, b = _generator_weights(straight), _generator_weights(halves)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_data, tiny_configs, tmp_path):
+    out = tmp_path / "killed"
+    args = _args(tiny_data, tiny_configs, out, "--max_train_steps", "400", "--checkpointing_steps", "2",
+                 "--validation_steps", "1000")
+    proc = subprocess.Popen([sys.executable, str(TRAIN), *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=REPO)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "checkpoint-4" / "train_state.json").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoint-4").is_dir(), "the run never reached its second checkpoint"
+    done = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+    r = _train(_args(tiny_data, tiny_configs, out, "--max_train_steps", str(done[-1] + 2),
+                     "--checkpointing_steps", "1000", "--resume_from_checkpoint", "latest"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"Resuming from checkpoint {out / f'checkpoint-{done[-1]}'}" in r.stderr
+    assert GanMocoPipeline.from_pretrained(out).generator is not None
+
+
+def _first_step(tmp_path, name, tiny_data, tiny_configs, *extra, style_dir=None):
+    """(logged gradient norm of step 1, generator weights after it) of a one-step run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / name
+    args = _args(tiny_data, tiny_configs, out, "--max_train_steps", "1", "--fusion_ratio", "0", "--lambda_adv", "0",
+                 "--max_grad_norm", "0", "--report_to", "tensorboard", *extra)
+    if style_dir is not None:
+        args[args.index("--style_dir") + 1] = style_dir
+    r = _train(args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    return events.Scalars("grad_norm_G")[0].value, torch.cat([v.flatten() for v in _generator_weights(out).values()])
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tiny_data, tiny_configs, tmp_path):
+    """2 micro-batches of 2 give the same gradient as one batch of 4 (fp32); other data does not."""
+    big, w_big = _first_step(tmp_path, "big", tiny_data, tiny_configs, "--train_batch_size", "4")
+    acc, w_acc = _first_step(tmp_path, "acc", tiny_data, tiny_configs, "--train_batch_size", "2",
+                             "--gradient_accumulation_steps", "2")
+    other_styles = tmp_path / "other_styles"
+    other_styles.mkdir()
+    for i, path in enumerate(sorted((tiny_data / "style").iterdir())):
+        Image.open(path).transpose(Image.ROTATE_90).save(other_styles / f"s{i}.png")
+    other, _ = _first_step(tmp_path, "other", tiny_data, tiny_configs, "--train_batch_size", "4",
+                           style_dir=other_styles)
+    assert acc == pytest.approx(big, rel=1e-4)
+    assert abs(other - big) > 1e-3 * big
+    # Adam's first step moves each weight by about lr * sign(grad); only gradients at float-noise level
+    # (biases in front of instance norms, whose true gradient is zero) may point the other way
+    assert (torch.sign(w_big) == torch.sign(w_acc)).float().mean() > 0.99
+    assert (w_big - w_acc).abs().max() <= 2.01 * 2e-4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_keep_identical_generators(tiny_data, tiny_configs, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(TRAIN),
+           *map(str, _args(tiny_data, tiny_configs, out, "--max_train_steps", "4", "--checkpointing_steps", "2",
+                           "--fusion_ratio", "0.5"))]
+    env = os.environ | {"ACCELERATE_USE_CPU": "true", "PYTHONUNBUFFERED": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "generator weights identical on 2 process(es)" in r.stderr
+    pipe = GanMocoPipeline.from_pretrained(out)
+    assert pipe.generator.config.base_channels == 8
+
+
+def test_bad_arguments_fail_clearly(tiny_data, tiny_configs, tmp_path):
+    r = _train(_args(tiny_data, tiny_configs, tmp_path / "x", "--max_train_steps", "0"))
+    assert r.returncode == 2 and "--max_train_steps must be at least 1" in r.stderr
+    bad_config = tmp_path / "bad.json"
+    bad_config.write_text(json.dumps({"base_channels": -1}))
+    r = _train(_args(tiny_data, tiny_configs, tmp_path / "y", "--generator_config", bad_config))
+    assert r.returncode != 0 and "base_channels" in r.stderr
