@@ -99,14 +99,18 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Stylize"):
             with gr.Row():
                 with gr.Column():
-                    content = gr.Image(label="Content photo", type="filepath", sources=["upload", "clipboard"])
+                    content = gr.Image(
+                        label="Content photo", type="filepath", sources=["upload", "clipboard"], elem_id="content"
+                    )
                     with gr.Row():
-                        style = gr.Image(label="Style", type="filepath", sources=["upload", "clipboard"])
+                        style = gr.Image(
+                            label="Style", type="filepath", sources=["upload", "clipboard"], elem_id="style"
+                        )
                         style2 = gr.Image(
                             label="Second style (optional)", type="filepath", sources=["upload", "clipboard"]
                         )
                     style2_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Weight of the second style")
-                    strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
+                    strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="strength")
                     preserve = gr.Checkbox(label="Preserve the photo's colours")
                     mask = gr.Image(
                         label="Mask (optional, white = stylized)", type="filepath", sources=["upload"], image_mode="L"

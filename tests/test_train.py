@@ -38,16 +38,41 @@ def tiny_data(tmp_path_factory, examples):
 
 
 def _args(tiny_data, tiny_configs, out, *extra):
-    return ["--content_dir", tiny_data / "content", "--style_dir", tiny_data / "style", "--output_dir", out,
-            "--generator_config", tiny_configs["generator"], "--style_encoder_config", tiny_configs["style_encoder"],
-            "--discriminator_config", tiny_configs["discriminator"], "--resolution", "32",
-            "--train_batch_size", "2", "--validation_images", "1", "--report_to", "none", *extra]
+    return [
+        "--content_dir",
+        tiny_data / "content",
+        "--style_dir",
+        tiny_data / "style",
+        "--output_dir",
+        out,
+        "--generator_config",
+        tiny_configs["generator"],
+        "--style_encoder_config",
+        tiny_configs["style_encoder"],
+        "--discriminator_config",
+        tiny_configs["discriminator"],
+        "--resolution",
+        "32",
+        "--train_batch_size",
+        "2",
+        "--validation_images",
+        "1",
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 def _train(args, timeout=600, env=None):
     run_env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
-    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=run_env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=run_env,
+        cwd=REPO,
+    )
 
 
 def _generator_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -56,8 +81,23 @@ def _generator_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_path, examples):
     out = tmp_path / "run"
-    r = _train(_args(tiny_data, tiny_configs, out, "--max_train_steps", "4", "--checkpointing_steps", "2",
-                     "--checkpoints_total_limit", "1", "--validation_steps", "2", "--fusion_ratio", "0.5"))
+    r = _train(
+        _args(
+            tiny_data,
+            tiny_configs,
+            out,
+            "--max_train_steps",
+            "4",
+            "--checkpointing_steps",
+            "2",
+            "--checkpoints_total_limit",
+            "1",
+            "--validation_steps",
+            "2",
+            "--fusion_ratio",
+            "0.5",
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "skipping unreadable image" in r.stderr and "broken.jpg" in r.stderr
     assert "1 unreadable skipped" in r.stderr
@@ -75,15 +115,50 @@ def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_pat
 
 def test_resume_continues_exactly(tiny_data, tiny_configs, tmp_path):
     straight = tmp_path / "straight"
-    r = _train(_args(tiny_data, tiny_configs, straight, "--max_train_steps", "4", "--checkpointing_steps", "100",
-                     "--fusion_ratio", "0.5"))
+    r = _train(
+        _args(
+            tiny_data,
+            tiny_configs,
+            straight,
+            "--max_train_steps",
+            "4",
+            "--checkpointing_steps",
+            "100",
+            "--fusion_ratio",
+            "0.5",
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     halves = tmp_path / "halves"
-    r = _train(_args(tiny_data, tiny_configs, halves, "--max_train_steps", "2", "--checkpointing_steps", "2",
-                     "--fusion_ratio", "0.5"))
+    r = _train(
+        _args(
+            tiny_data,
+            tiny_configs,
+            halves,
+            "--max_train_steps",
+            "2",
+            "--checkpointing_steps",
+            "2",
+            "--fusion_ratio",
+            "0.5",
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    r = _train(_args(tiny_data, tiny_configs, halves, "--max_train_steps", "4", "--checkpointing_steps", "100",
-                     "--fusion_ratio", "0.5", "--resume_from_checkpoint", "latest"))
+    r = _train(
+        _args(
+            tiny_data,
+            tiny_configs,
+            halves,
+            "--max_train_steps",
+            "4",
+            "--checkpointing_steps",
+            "100",
+            "--fusion_ratio",
+            "0.5",
+            "--resume_from_checkpoint",
+            "latest",
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Resuming from checkpoint" in r.stderr and "checkpoint-2" in r.stderr
     a, b = _generator_weights(straight), _generator_weights(halves)
@@ -92,10 +167,20 @@ def test_resume_continues_exactly(tiny_data, tiny_configs, tmp_path):
 
 def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_data, tiny_configs, tmp_path):
     out = tmp_path / "killed"
-    args = _args(tiny_data, tiny_configs, out, "--max_train_steps", "400", "--checkpointing_steps", "2",
-                 "--validation_steps", "1000")
-    proc = subprocess.Popen([sys.executable, str(TRAIN), *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=REPO)
+    args = _args(
+        tiny_data,
+        tiny_configs,
+        out,
+        "--max_train_steps",
+        "400",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "1000",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(TRAIN), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "checkpoint-4" / "train_state.json").exists():
         time.sleep(0.2)
@@ -103,8 +188,19 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_data, tiny_co
     proc.wait()
     assert (out / "checkpoint-4").is_dir(), "the run never reached its second checkpoint"
     done = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
-    r = _train(_args(tiny_data, tiny_configs, out, "--max_train_steps", str(done[-1] + 2),
-                     "--checkpointing_steps", "1000", "--resume_from_checkpoint", "latest"))
+    r = _train(
+        _args(
+            tiny_data,
+            tiny_configs,
+            out,
+            "--max_train_steps",
+            str(done[-1] + 2),
+            "--checkpointing_steps",
+            "1000",
+            "--resume_from_checkpoint",
+            "latest",
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"Resuming from checkpoint {out / f'checkpoint-{done[-1]}'}" in r.stderr
     assert GanMocoPipeline.from_pretrained(out).generator is not None
@@ -115,8 +211,22 @@ def _first_step(tmp_path, name, tiny_data, tiny_configs, *extra, style_dir=None)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / name
-    args = _args(tiny_data, tiny_configs, out, "--max_train_steps", "1", "--fusion_ratio", "0", "--lambda_adv", "0",
-                 "--max_grad_norm", "0", "--report_to", "tensorboard", *extra)
+    args = _args(
+        tiny_data,
+        tiny_configs,
+        out,
+        "--max_train_steps",
+        "1",
+        "--fusion_ratio",
+        "0",
+        "--lambda_adv",
+        "0",
+        "--max_grad_norm",
+        "0",
+        "--report_to",
+        "tensorboard",
+        *extra,
+    )
     if style_dir is not None:
         args[args.index("--style_dir") + 1] = style_dir
     r = _train(args)
@@ -129,14 +239,16 @@ def _first_step(tmp_path, name, tiny_data, tiny_configs, *extra, style_dir=None)
 def test_gradient_accumulation_matches_a_larger_batch(tiny_data, tiny_configs, tmp_path):
     """2 micro-batches of 2 give the same gradient as one batch of 4 (fp32); other data does not."""
     big, w_big = _first_step(tmp_path, "big", tiny_data, tiny_configs, "--train_batch_size", "4")
-    acc, w_acc = _first_step(tmp_path, "acc", tiny_data, tiny_configs, "--train_batch_size", "2",
-                             "--gradient_accumulation_steps", "2")
+    acc, w_acc = _first_step(
+        tmp_path, "acc", tiny_data, tiny_configs, "--train_batch_size", "2", "--gradient_accumulation_steps", "2"
+    )
     other_styles = tmp_path / "other_styles"
     other_styles.mkdir()
     for i, path in enumerate(sorted((tiny_data / "style").iterdir())):
         Image.open(path).transpose(Image.ROTATE_90).save(other_styles / f"s{i}.png")
-    other, _ = _first_step(tmp_path, "other", tiny_data, tiny_configs, "--train_batch_size", "4",
-                           style_dir=other_styles)
+    other, _ = _first_step(
+        tmp_path, "other", tiny_data, tiny_configs, "--train_batch_size", "4", style_dir=other_styles
+    )
     assert acc == pytest.approx(big, rel=1e-4)
     assert abs(other - big) > 1e-3 * big
     # Adam's first step moves each weight by about lr * sign(grad); only gradients at float-noise level
@@ -153,11 +265,37 @@ def _free_port() -> int:
 
 def test_two_processes_keep_identical_generators(tiny_data, tiny_configs, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(TRAIN),
-           *map(str, _args(tiny_data, tiny_configs, out, "--max_train_steps", "4", "--checkpointing_steps", "2",
-                           "--fusion_ratio", "0.5"))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "bf16",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(TRAIN),
+        *map(
+            str,
+            _args(
+                tiny_data,
+                tiny_configs,
+                out,
+                "--max_train_steps",
+                "4",
+                "--checkpointing_steps",
+                "2",
+                "--fusion_ratio",
+                "0.5",
+            ),
+        ),
+    ]
     env = os.environ | {"ACCELERATE_USE_CPU": "true", "PYTHONUNBUFFERED": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
