@@ -311,3 +311,92 @@ def test_bad_arguments_fail_clearly(tiny_data, tiny_configs, tmp_path):
     bad_config.write_text(json.dumps({"base_channels": -1}))
     r = _train(_args(tiny_data, tiny_configs, tmp_path / "y", "--generator_config", bad_config))
     assert r.returncode != 0 and "base_channels" in r.stderr
+
+
+class _FakeHub:
+    """The only fake in the suite: the Hub's upload endpoints (nothing here accepts uploads). It answers
+    create-repo, the model card check, preupload (every file as a regular git blob) and commit, and keeps
+    what was committed."""
+
+    def __init__(self):
+        import base64
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files, self.repos = {}, []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/api/repos/create":
+                    request = json.loads(body)
+                    repo = f"{request['organization']}/{request['name']}"
+                    hub.repos.append(repo)
+                    self._reply({"url": f"{hub.url}/{repo}", "name": repo})
+                elif self.path == "/api/validate-yaml":  # the model card's front matter
+                    self._reply({"errors": [], "warnings": []})
+                elif "/preupload/" in self.path:
+                    files = json.loads(body)["files"]
+                    self._reply(
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    )
+                elif "/commit/" in self.path:
+                    for line in body.decode().splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "file":
+                            hub.files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    repo = self.path.split("/api/models/")[1].split("/commit/")[0]
+                    self._reply({"commitUrl": f"{hub.url}/{repo}/commit/{'0' * 40}", "commitOid": "0" * 40})
+                else:
+                    self.send_error(404)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_push_to_hub_uploads_the_pipeline_folder(tiny_data, tiny_configs, tmp_path):
+    hub = _FakeHub()
+    out = tmp_path / "pushed"
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test_token", "HF_HUB_DISABLE_XET": "1"}
+    r = _train(
+        _args(
+            tiny_data,
+            tiny_configs,
+            out,
+            "--max_train_steps",
+            "2",
+            "--checkpointing_steps",
+            "1",
+            "--push_to_hub",
+            "--hub_model_id",
+            "painter/my-ganmoco",
+        ),
+        env=env,
+    )
+    hub.server.shutdown()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert hub.repos == ["painter/my-ganmoco"]
+    assert {
+        "model_index.json",
+        "README.md",
+        "training_args.json",
+        "generator/config.json",
+        "generator/diffusion_pytorch_model.safetensors",
+        "style_encoder/config.json",
+    } <= set(hub.files)
+    assert not any(path.startswith("checkpoint-") for path in hub.files)
+    local = (out / "generator" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert hub.files["generator/diffusion_pytorch_model.safetensors"] == local
