@@ -1,0 +1,220 @@
+"""Inference benchmark: `python -m ganmoco.bench [--json] [--sizes 256 512 ...] [--plot out.png]`.
+
+Times the generator at several square sizes (batch 1, fp32, style code cached, inference mode) for style
+transfer and 2-image fusion, beside reference networks timed the same way: a Johnson-style transformer net and
+an AdaIN network (VGG19 to relu4_1 + decoder; random weights, timing only). Each (task, size) runs in a fresh
+process so that its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _conv(cin, cout, k=3, stride=1):
+    return nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(cin, cout, k, stride))
+
+
+class JohnsonNet(nn.Module):
+    """The transformer net of Johnson et al. 2016 (as in pytorch/examples fast_neural_style)."""
+
+    def __init__(self):
+        super().__init__()
+
+        def block(cin, cout, k, stride=1):
+            return [_conv(cin, cout, k, stride), nn.InstanceNorm2d(cout, affine=True), nn.ReLU()]
+
+        class Res(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(*block(128, 128, 3), _conv(128, 128), nn.InstanceNorm2d(128, affine=True))
+
+            def forward(self, x):
+                return x + self.body(x)
+
+        self.net = nn.Sequential(
+            *block(3, 32, 9),
+            *block(32, 64, 3, 2),
+            *block(64, 128, 3, 2),
+            *[Res() for _ in range(5)],
+            nn.Upsample(scale_factor=2),
+            *block(128, 64, 3),
+            nn.Upsample(scale_factor=2),
+            *block(64, 32, 3),
+            _conv(32, 3, 9),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class AdaINNet(nn.Module):
+    """Huang & Belongie 2017: VGG19 to relu4_1, AdaIN, mirrored decoder (the style features are cached)."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models import vgg19
+
+        self.encoder = vgg19(weights=None).features[:21]
+        layers, channels = [], [(512, 256), (256, 256), (256, 256), (256, 256), (256, 128), (128, 128), (128, 64)]
+        for i, (cin, cout) in enumerate(channels):
+            layers += [_conv(cin, cout), nn.ReLU()]
+            if i in (0, 4, 6):
+                layers.append(nn.Upsample(scale_factor=2))
+        self.decoder = nn.Sequential(*layers[:-1], _conv(64, 64), nn.ReLU(), _conv(64, 3))
+
+    def forward(self, x, style_mean, style_std):
+        f = self.encoder(x)
+        mean, std = f.mean((2, 3), keepdim=True), f.std((2, 3), keepdim=True) + 1e-5
+        return self.decoder((f - mean) / std * style_std + style_mean)
+
+
+def _workload(task: str, size: int):
+    """(callable, description) for one task at one size; the style code is computed beforehand (cached)."""
+    x = torch.rand(1, 3, size, size) * 2 - 1
+    if task in ("stylize", "fuse"):
+        from .models.generator import GanMocoGenerator
+        from .pipeline import DEFAULT_MODEL
+
+        config = DEFAULT_MODEL / "generator" / "config.json"
+        G = GanMocoGenerator.from_config(json.loads(config.read_text())) if config.is_file() else GanMocoGenerator()
+        G.eval()
+        if task == "stylize":
+            code = torch.randn(1, G.config.code_dim)
+            return lambda: G(x, code)
+        sources = torch.stack([x[0], x[0].flip(-1)]).unsqueeze(0)
+        return lambda: G(sources, task=0)
+    if task == "ref-johnson":
+        net = JohnsonNet().eval()
+        return lambda: net(x)
+    if task == "ref-adain":
+        net = AdaINNet().eval()
+        mean, std = torch.rand(1, 512, 1, 1), torch.rand(1, 512, 1, 1)
+        return lambda: net(x, mean, std)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _measure(task: str, size: int, repeats: int, queue) -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    with torch.inference_mode():
+        run = _workload(task, size)
+        with FlopCounterMode(display=False) as counter:
+            run()
+        flops = counter.get_total_flops()
+        run()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(
+        {
+            "task": task,
+            "size": size,
+            "median_s": round(median, 4),
+            "gflop": round(flops / 1e9, 2),
+            "gflop_per_s": round(flops / 1e9 / median, 1),
+            "peak_rss_mb": round(peak_kb / 1024),
+        }
+    )
+
+
+def measure(task: str, size: int, repeats: int) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(task, size, repeats, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    p.add_argument("--tasks", nargs="+", default=["stylize", "fuse", "ref-johnson", "ref-adain"])
+    p.add_argument("--reference_max_size", type=int, default=1024, help="largest size the reference nets run at")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--plot", help="write a PNG of time against pixel count")
+    args = p.parse_args(argv)
+    results = []
+    for task in args.tasks:
+        for size in args.sizes:
+            if task.startswith("ref-") and size > args.reference_max_size:
+                continue
+            results.append(measure(task, size, args.repeats if size <= 1024 else max(2, args.repeats // 2)))
+            if not args.json:
+                print(f"  measured {task} at {size}: {results[-1]['median_s']} s", file=sys.stderr)
+    report = {"machine": machine(), "results": results}
+    if args.plot:
+        plot(results, args.plot)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(table(report))
+    return 0
+
+
+def table(report: dict) -> str:
+    base = {r["size"]: r["median_s"] for r in report["results"] if r["task"] == "stylize"}
+    lines = [
+        f"machine: {report['machine']}",
+        "",
+        "| task | size | median s | vs stylize | GFLOP | GFLOP/s | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["results"]:
+        ratio = f"{r['median_s'] / base[r['size']]:.1f}x" if r["size"] in base else "-"
+        lines.append(
+            f"| {r['task']} | {r['size']} | {r['median_s']} | {ratio} | {r['gflop']} | {r['gflop_per_s']} "
+            f"| {r['peak_rss_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task in dict.fromkeys(r["task"] for r in results):
+        rows = [r for r in results if r["task"] == task]
+        ax.plot([r["size"] ** 2 / 1e6 for r in rows], [r["median_s"] for r in rows], "o-", label=task)
+    ax.set_xlabel("megapixels")
+    ax.set_ylabel("median seconds")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
