@@ -108,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--lr_warmup_steps", type=int, default=0)
     train.add_argument("--max_grad_norm", type=float, default=1.0)
     train.add_argument("--ema_decay", type=float, default=0.999)
+    train.add_argument(
+        "--max_nonfinite_steps",
+        type=int,
+        default=10,
+        help="stop after this many updates in a row with a NaN/Inf loss or gradient (each is skipped)",
+    )
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
     train.add_argument("--checkpointing_steps", type=int, default=500)
     train.add_argument("--checkpoints_total_limit", type=int, default=None)
@@ -414,10 +420,12 @@ def main(args: argparse.Namespace) -> Path:
         range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
     fusion_streams = [k for k in ("synthetic_fusion", "fusion_dir") if k in streams]
+    max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
+    nonfinite_in_a_row = 0
     while global_step < args.max_train_steps:
         for _ in range(args.gradient_accumulation_steps):
             # the same seeded choice on every process, so all ranks run the same branch
-            rng = random.Random(args.seed * 1_000_003 + global_step)
+            rng = random.Random(args.seed * 1_000_003 + global_step + 7919 * nonfinite_in_a_row)
             is_fusion = bool(fusion_streams) and rng.random() < args.fusion_ratio
             with accelerator.accumulate(G, E, D):
                 D.requires_grad_(False)  # no generator gradient may reach D (it would leak into D's next step)
@@ -429,20 +437,35 @@ def main(args: argparse.Namespace) -> Path:
                         G, E, D_frozen, nets, streams["content"].next(), streams["style"].next(), args
                     )
                 accelerator.backward(loss_G)
-                if accelerator.sync_gradients:  # clips when asked; logs the norm of the whole gradient
-                    max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
-                    grad_norm_G = accelerator.clip_grad_norm_(g_params, max_norm)
-                opt_G.step()
-                sched_G.step()
-                opt_G.zero_grad(set_to_none=True)
-
                 D.requires_grad_(True)
                 loss_D = d_loss_fn(D(real, code), D(fake.detach(), code))
                 accelerator.backward(loss_D)
-                opt_D.step()
+                if accelerator.sync_gradients:
+                    # norms of the synchronised gradients: the same on every process, so all skip together
+                    grad_norm_G = accelerator.clip_grad_norm_(g_params, max_norm)
+                    grad_norm_D = accelerator.clip_grad_norm_(D.parameters(), math.inf)
+                    finite = bool(torch.isfinite(grad_norm_G) and torch.isfinite(grad_norm_D))
+                    if finite:
+                        opt_G.step()
+                        sched_G.step()
+                        opt_D.step()
+                opt_G.zero_grad(set_to_none=True)
                 opt_D.zero_grad(set_to_none=True)
         if not accelerator.sync_gradients:
             continue
+        if not finite:
+            nonfinite_in_a_row += 1
+            logger.warning(
+                f"warning: non-finite loss or gradient at step {global_step + 1}; update skipped "
+                f"({nonfinite_in_a_row} in a row)"
+            )
+            if nonfinite_in_a_row >= args.max_nonfinite_steps:
+                raise SystemExit(
+                    f"error: {nonfinite_in_a_row} non-finite updates in a row at step "
+                    f"{global_step + 1}; lower --learning_rate or try --mixed_precision no"
+                )
+            continue
+        nonfinite_in_a_row = 0
         global_step += 1
         decay = min(args.ema_decay, (1 + global_step) / (10 + global_step))
         with torch.no_grad():
@@ -456,8 +479,6 @@ def main(args: argparse.Namespace) -> Path:
             "grad_norm_G": float(grad_norm_G),
             "lr": sched_G.get_last_lr()[0],
         }
-        if not all(math.isfinite(v) for v in logs.values()):
-            raise SystemExit(f"error: non-finite loss at step {global_step}: {logs}")
         progress.update(1)
         progress.set_postfix(
             G=f"{logs['loss_G']:.3f}", D=f"{logs['loss_D']:.3f}", task="fuse" if is_fusion else "style"
