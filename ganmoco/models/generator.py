@@ -143,6 +143,10 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         # a multiple of the total stride, and at least 2x2 at the bottleneck (instance norm needs >1 pixel)
         multiple = 2**self.config.num_downsamples
         h, w = x.shape[-2:]
+        if torch.jit.is_tracing():
+            # ONNX export: sizes are traced values, so the padding stays dynamic (inputs >= 2 * multiple)
+            pad_h, pad_w = (multiple - h % multiple) % multiple, (multiple - w % multiple) % multiple
+            return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate"), (h, w)
         pad_h, pad_w = max(-h % multiple, 2 * multiple - h), max(-w % multiple, 2 * multiple - w)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")

@@ -1,0 +1,51 @@
+"""ONNX export of the generator's style-transfer path (dynamic height and width)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models.generator import GanMocoGenerator
+
+
+class _Stylize(nn.Module):
+    def __init__(self, generator: GanMocoGenerator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, content: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return self.generator.stylize(content, code)
+
+
+def export_onnx(generator: GanMocoGenerator, path: str | os.PathLike, opset: int = 17) -> Path:
+    """Write `image = G(content, code)` as ONNX: content (1, 3, H, W) in [-1, 1] with any H, W >= 16 and
+    code (1, code_dim) from the style encoder. Written atomically."""
+    path = Path(path)
+    generator = generator.eval().float()
+    content = torch.rand(1, 3, 64, 48) * 2 - 1
+    code = torch.zeros(1, generator.config.code_dim)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(
+                _Stylize(generator),
+                (content, code),
+                tmp,
+                input_names=["content", "code"],
+                output_names=["image"],
+                dynamic_axes={"content": {2: "height", 3: "width"}, "image": {2: "height", 3: "width"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ganmoco import GanMocoPipeline
+from ganmoco.data import load_image, to_tensor
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def test_export_onnx_matches_torch_at_several_sizes(tiny_pipeline_dir, examples, tmp_path):
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    with torch.no_grad():  # untrained modulations start at zero; perturb so that the style code matters
+        for p in pipe.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    pipe.save_pretrained(tmp_path / "model")
+    out = tmp_path / "generator.onnx"
+    r = subprocess.run(
+        [sys.executable, "-m", "ganmoco.cli", "export-onnx", "--model", str(tmp_path / "model"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    code = pipe.style_code(examples / "van_gogh_starry_night.jpg")
+    for name, size in (("bird_owl.jpg", None), ("castle_chambord.jpg", (123, 77)), ("bird_duck.jpg", (16, 300))):
+        image = load_image(examples / name)
+        x = to_tensor(image if size is None else image.resize(size))
+        with torch.no_grad():
+            expected = pipe.generator(x, code).numpy()
+        got = session.run(None, {"content": x.numpy(), "code": code.numpy()})[0]
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 1e-4
+
+
+def test_export_onnx_bad_output_name(tiny_pipeline_dir, tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganmoco.cli",
+            "export-onnx",
+            "--model",
+            str(tiny_pipeline_dir),
+            "--out",
+            str(tmp_path / "model.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2 and r.stderr.startswith("error:")
