@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
@@ -19,6 +20,10 @@ from .models.style_encoder import StyleEncoder
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
 _STYLE_CACHE_SIZE = 32
+AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told otherwise
+DEFAULT_TILE = 1024
+TILE_MARGIN = 64  # > the generator's receptive-field radius: each kept pixel sees all it would untiled
+THUMBNAIL_SIDE = 1024  # tiles share the normalisation statistics of a thumbnail of this size
 
 
 class ModelLoadError(OSError):
@@ -113,12 +118,15 @@ class GanMocoPipeline(DiffusionPipeline):
         strength: float = 1.0,
         preserve_color: bool = False,
         mask: ImageInput | Sequence[ImageInput] | None = None,
+        tile: int | bool | None = None,
     ) -> Image.Image:
         """Stylize `content` with one style or a weighted blend of several; returns an image of content's size.
 
         strength: 0 keeps the content's own style code, 1 is the full style.
         preserve_color: keep the content's colours and transfer only luminance.
         mask: one mask (white = styled, black = unstyled), or one mask per style choosing where each goes.
+        tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS, False never tiles. Tiles
+            overlap by TILE_MARGIN and share one set of normalisation statistics, so there are no seams.
         """
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
         if not styles:
@@ -135,15 +143,41 @@ class GanMocoPipeline(DiffusionPipeline):
                 code = torch.lerp(self.style_code(image), code, float(strength))
         else:
             code = self._code_map(image, codes, w, mask, float(strength))
-        result = to_pil(self.generator(x, code.to(self.generator.dtype)))
+        code = code.to(self.generator.dtype)
+        if tile is None:
+            tile = DEFAULT_TILE if image.width * image.height > AUTO_TILE_PIXELS else False
+        if tile:
+            result = to_pil(self._stylize_tiled(x, code, int(tile)))
+        else:
+            result = to_pil(self.generator(x, code))
         return _keep_colours(result, image) if preserve_color else result
+
+    def _stylize_tiled(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
+        if tile < 64:
+            raise ValueError(f"tile must be at least 64 pixels, got {tile}")
+        tile -= tile % 8  # tiles start on the generator's stride grid, like the untiled image
+        height, width = x.shape[-2:]
+        scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
+        thumbnail = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
+        out = torch.empty_like(x)
+        with self.generator.shared_norm_stats(thumbnail, code):
+            for top in range(0, height, tile):
+                for left in range(0, width, tile):
+                    bottom, right = min(top + tile, height), min(left + tile, width)
+                    y0, x0 = max(0, top - TILE_MARGIN), max(0, left - TILE_MARGIN)
+                    y1, x1 = min(height, bottom + TILE_MARGIN), min(width, right + TILE_MARGIN)
+                    # a code map is at 1/8 scale: crop the same region of it
+                    piece_code = code if code.ndim == 2 else code[..., y0 // 8 : -(-y1 // 8), x0 // 8 : -(-x1 // 8)]
+                    piece = self.generator(x[..., y0:y1, x0:x1], piece_code)
+                    out[..., top:bottom, left:right] = piece[..., top - y0 : bottom - y0, left - x0 : right - x0]
+        return out
 
     def _code_map(self, image, codes, w, mask, strength) -> torch.Tensor:
         masks = list(mask) if isinstance(mask, list | tuple) else [mask]
         if len(masks) not in (1, len(codes)):
             raise ValueError(f"give one mask or one per style ({len(codes)}), got {len(masks)}")
         # code maps are built at 1/8 of the image: the generator interpolates them to each layer
-        size = (max(1, image.width // 8), max(1, image.height // 8))
+        size = (-(-image.width // 8), -(-image.height // 8))
         m = torch.cat([load_mask(item, size) for item in masks], dim=1).to(codes)  # (1, M, h, w)
         if len(masks) == 1:
             region_codes = (w[:, None] * codes).sum(0, keepdim=True)

@@ -7,6 +7,8 @@ merges them with per-pixel softmax weights (order-invariant, any N >= 2).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -25,6 +27,16 @@ class ConditionalInstanceNorm(nn.Module):
         self.to_scale_shift = nn.Linear(code_dim, 2 * channels)
         nn.init.zeros_(self.to_scale_shift.weight)
         nn.init.zeros_(self.to_scale_shift.bias)
+        # statistics shared across the tiles of one image (see GanMocoGenerator.shared_norm_stats)
+        self.recording, self.shared_stats = False, None
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recording:
+            self.shared_stats = (x.mean((2, 3), keepdim=True), x.var((2, 3), unbiased=False, keepdim=True))
+        elif self.shared_stats is not None:
+            mean, var = self.shared_stats
+            return (x - mean) * torch.rsqrt(var + self.norm.eps)
+        return self.norm(x)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         if code.ndim == 2:
@@ -35,7 +47,7 @@ class ConditionalInstanceNorm(nn.Module):
             weight = self.to_scale_shift.weight[:, :, None, None]
             params = F.conv2d(code, weight, self.to_scale_shift.bias)
         gamma, beta = params.chunk(2, dim=1)
-        return self.norm(x) * (1 + gamma) + beta
+        return self._normalise(x) * (1 + gamma) + beta
 
 
 class ConvBlock(nn.Module):
@@ -151,6 +163,22 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         return x, (h, w)
+
+    @contextmanager
+    def shared_norm_stats(self, reference: torch.Tensor, code: torch.Tensor):
+        """Inside the block every norm uses the statistics that `reference` (the whole image, or a thumbnail
+        of it) produced, not those of its own input, so the tiles of one image share one normalisation."""
+        norms = [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
+        try:
+            for norm in norms:
+                norm.recording = True
+            self.stylize(reference, code)
+            for norm in norms:
+                norm.recording = False
+            yield
+        finally:
+            for norm in norms:
+                norm.recording, norm.shared_stats = False, None
 
     def task_code(self, task: int | torch.Tensor, batch: int) -> torch.Tensor:
         task = torch.as_tensor(task, device=self.task_codes.weight.device, dtype=torch.long)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder
+from ganmoco.data import load_image, to_tensor
+from ganmoco.pipeline import AUTO_TILE_PIXELS
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    generator = GanMocoGenerator(num_res_blocks=2).eval()  # the default architecture: the real receptive field
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return GanMocoPipeline(generator, StyleEncoder(trunk_layer="Conv2d_4a_3x3", image_size=96))
+
+
+def test_tiles_match_the_untiled_result(pipe, examples):
+    image = load_image(examples / "castle_chambord.jpg").resize((700, 520))
+    x = to_tensor(image)
+    code = pipe.style_code(examples / "van_gogh_bridge.jpg")
+    with torch.no_grad():
+        whole = pipe.generator(x, code)
+        for tile in (256, 200, 128):
+            tiled = pipe._stylize_tiled(x, code, tile)
+            assert (tiled - whole).abs().max().item() < 1e-4, tile
+    a = np.asarray(pipe.stylize(image, examples / "van_gogh_bridge.jpg", tile=False), np.int16)
+    b = np.asarray(pipe.stylize(image, examples / "van_gogh_bridge.jpg", tile=192), np.int16)
+    assert np.abs(a - b).max() <= 1  # 8-bit rounding at most
+
+
+def test_tiles_with_a_mask_match(pipe, examples):
+    image = load_image(examples / "bird_owl.jpg").resize((520, 400))
+    mask = Image.new("L", image.size, 0)
+    mask.paste(255, (0, 0, 260, 400))
+    style = examples / "van_gogh_starry_night.jpg"
+    a = np.asarray(pipe.stylize(image, style, mask=mask, tile=False), np.int16)
+    b = np.asarray(pipe.stylize(image, style, mask=mask, tile=128), np.int16)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_large_images_tile_by_themselves(tiny_pipeline_dir, examples):
+    tiny = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    side = int(AUTO_TILE_PIXELS**0.5) + 64
+    big = load_image(examples / "castle_neuschwanstein.jpg").resize((side, side - 100))
+    out = tiny.stylize(big, examples / "van_gogh_bridge.jpg")
+    assert out.size == big.size
+    with pytest.raises(ValueError, match="tile"):
+        tiny.stylize(big.resize((100, 100)), examples / "van_gogh_bridge.jpg", tile=16)
