@@ -21,6 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 ImageInput = str | os.PathLike | Image.Image | bytes | np.ndarray
+# What Pillow's decoders raise on malformed data (IndexError, for one, found by tests/test_fuzz.py).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, ZeroDivisionError, struct.error)
 
 
 class ImageError(ValueError):
@@ -107,7 +109,7 @@ def load_image(src: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Ima
         raise ImageError(f"{what} is too large to decode safely ({err})") from None
     except UnidentifiedImageError:
         raise ImageError(f"{what} is not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+    except DECODE_ERRORS as err:
         raise ImageError(f"{what} is corrupt or truncated ({_first_line(err)})") from None
 
 
@@ -169,14 +171,7 @@ def find_images(root: str | os.PathLike, log=print) -> tuple[list[Path], int]:
                 with Image.open(path) as image:
                     image.verify()
             found.append(path)
-        except (
-            OSError,
-            SyntaxError,
-            ValueError,
-            struct.error,
-            Image.DecompressionBombWarning,
-            Image.DecompressionBombError,
-        ) as err:
+        except (*DECODE_ERRORS, Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
             skipped += 1
             log(f"warning: skipping unreadable image {path}: {_first_line(err)}")
     return found, skipped
