@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("video", help="stylize a video (H.264 out, the source's frame rate)")
+    p.add_argument("input")
+    p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
+    p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
+    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--preserve-color", action="store_true")
+    p.add_argument("--consistency", type=float, default=0.9, help="0 = each frame alone; higher = less flicker")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
+    p.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov)")
+
     p = sub.add_parser("export-onnx", help="write the generator's style-transfer path as ONNX (dynamic H x W)")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
@@ -99,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(export_onnx(_load_pipeline(args.model).generator, out))
         return 0
+    if args.command == "video":
+        return _video(args)
     out = _output_path(args.out)
     # every input is read before the model loads, so bad input fails fast
     if args.command == "stylize":
@@ -120,6 +133,34 @@ def run(args: argparse.Namespace) -> int:
         images = [load_image(p) for p in args.images]
         result = _load_pipeline(args.model).fuse(images, task=args.task)
     save_atomically(result, out)
+    print(out)
+    return 0
+
+
+def _video(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .video import probe
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".mp4", ".mkv", ".mov") or not out.parent.is_dir():
+        raise UsageError(f"--out must be a .mp4, .mkv or .mov file in an existing folder, got {args.out!r}")
+    if args.weights is not None and len(args.weights) != len(args.style):
+        raise UsageError(f"--weights has {len(args.weights)} values for {len(args.style)} --style images")
+    probe(args.input)  # a bad video fails before the model loads
+    styles = [load_image(s) for s in args.style]
+    pipe = _load_pipeline(args.model)
+    pipe.stylize_video(
+        args.input,
+        styles,
+        out,
+        max_frames=args.max_frames,
+        weights=args.weights,
+        strength=args.strength,
+        preserve_color=args.preserve_color,
+        consistency=args.consistency,
+        progress=lambda frames, total: tqdm(frames, total=total, unit="frame", desc="stylizing"),
+    )
     print(out)
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -103,7 +103,7 @@ class GanMocoPipeline(DiffusionPipeline):
         return self._style_cache[key]
 
     def blend_codes(self, styles: Sequence[ImageInput], weights: Sequence[float] | None = None) -> torch.Tensor:
-        """sum_i w_i z_i with the weights normalised to sum to 1; returns (K, d) codes and (K,) weights."""
+        """The (1, d) blend sum_i w_i z_i of the styles' codes, the weights normalised to sum to 1."""
         codes = torch.cat([self.style_code(s) for s in styles])
         return (_normalised(weights, len(styles)).to(codes)[:, None] * codes).sum(0, keepdim=True)
 
@@ -160,7 +160,7 @@ class GanMocoPipeline(DiffusionPipeline):
         scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
         thumbnail = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
         out = torch.empty_like(x)
-        with self.generator.shared_norm_stats(thumbnail, code):
+        with self.generator.use_norm_stats(self.generator.norm_stats(thumbnail, code)):
             for top in range(0, height, tile):
                 for left in range(0, width, tile):
                     bottom, right = min(top + tile, height), min(left + tile, width)
@@ -188,6 +188,62 @@ class GanMocoPipeline(DiffusionPipeline):
         styled = torch.einsum("bkhw,kd->bdhw", m, region_codes)
         code_map = styled + (1 - m.sum(1, keepdim=True)) * own[:, :, None, None]
         return torch.lerp(own[:, :, None, None].expand_as(code_map), code_map, strength)
+
+    # -- video ------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def stylize_frames(
+        self,
+        frames: Iterable[ImageInput],
+        styles: ImageInput | Sequence[ImageInput],
+        weights: Sequence[float] | None = None,
+        strength: float = 1.0,
+        preserve_color: bool = False,
+        consistency: float = 0.9,
+    ) -> Iterator[Image.Image]:
+        """Stylize a sequence of frames. Each frame is normalised with a running average of the frames'
+        norm statistics (`consistency` is its momentum; 0 = every frame on its own), which removes the
+        flicker that per-frame instance norms give."""
+        if not 0.0 <= consistency < 1.0:
+            raise ValueError(f"consistency must be in [0, 1), got {consistency}")
+        styles = list(styles) if isinstance(styles, list | tuple) else [styles]
+        code = self.blend_codes(styles, weights).to(self.generator.dtype)
+        stats = None
+        for frame in frames:
+            image = load_image(frame)
+            x = to_tensor(image).to(self.device, self.generator.dtype)
+            frame_code = torch.lerp(self.style_code(image), code, float(strength)) if strength < 1.0 else code
+            scale = min(1.0, 320 / max(image.size))  # statistics from a small copy: cheap and stable
+            small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
+            current = self.generator.norm_stats(small, frame_code)
+            if stats is None:
+                stats = current
+            else:
+                stats = [
+                    (torch.lerp(m1, m0, consistency), torch.lerp(v1, v0, consistency))
+                    for (m0, v0), (m1, v1) in zip(stats, current, strict=True)
+                ]
+            with self.generator.use_norm_stats(stats):
+                result = to_pil(self.generator(x, frame_code))
+            yield _keep_colours(result, image) if preserve_color else result
+
+    def stylize_video(
+        self,
+        src: str | os.PathLike,
+        styles,
+        out: str | os.PathLike,
+        max_frames: int | None = None,
+        progress=None,
+        **kwargs,
+    ) -> Path:
+        """Stylize a video file into `out` (H.264, the source's frame rate; audio is not kept)."""
+        from .video import probe, read_frames, write_frames
+
+        rate, count, _ = probe(src)
+        frames = self.stylize_frames(read_frames(src, max_frames), styles, **kwargs)
+        if progress is not None:
+            frames = progress(frames, total=min(count, max_frames or count) or None)
+        return write_frames(frames, out, rate)
 
     # -- fusion ----------------------------------------------------------------------------------------
 

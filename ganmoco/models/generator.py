@@ -164,21 +164,35 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         return x, (h, w)
 
-    @contextmanager
-    def shared_norm_stats(self, reference: torch.Tensor, code: torch.Tensor):
-        """Inside the block every norm uses the statistics that `reference` (the whole image, or a thumbnail
-        of it) produced, not those of its own input, so the tiles of one image share one normalisation."""
-        norms = [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
+    def _norms(self) -> list[ConditionalInstanceNorm]:
+        return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
+
+    def norm_stats(self, reference: torch.Tensor, code: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The (mean, var) every norm sees when stylizing `reference` (an image or a thumbnail of it)."""
+        norms = self._norms()
         try:
             for norm in norms:
                 norm.recording = True
             self.stylize(reference, code)
-            for norm in norms:
-                norm.recording = False
-            yield
+            return [norm.shared_stats for norm in norms]
         finally:
             for norm in norms:
                 norm.recording, norm.shared_stats = False, None
+
+    @contextmanager
+    def use_norm_stats(self, stats: list[tuple[torch.Tensor, torch.Tensor]]):
+        """Inside the block every norm uses the given statistics instead of its input's own: the tiles of one
+        image, or the frames of one video, then share one normalisation."""
+        norms = self._norms()
+        if len(stats) != len(norms):
+            raise ValueError(f"expected statistics for {len(norms)} norms, got {len(stats)}")
+        try:
+            for norm, stat in zip(norms, stats, strict=True):
+                norm.shared_stats = stat
+            yield
+        finally:
+            for norm in norms:
+                norm.shared_stats = None
 
     def task_code(self, task: int | torch.Tensor, batch: int) -> torch.Tensor:
         task = torch.as_tensor(task, device=self.task_codes.weight.device, dtype=torch.long)

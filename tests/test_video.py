@@ -1,0 +1,82 @@
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganmoco import GanMocoPipeline
+from ganmoco.video import VideoError, probe, read_frames, write_frames
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, examples):
+    """A real 12-frame H.264 clip: a slow pan over a photo."""
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB").resize((200, 120))
+    frames = [photo.crop((2 * t, 0, 2 * t + 160, 96)) for t in range(12)]
+    return write_frames(frames, tmp_path_factory.mktemp("video") / "pan.mp4", Fraction(12))
+
+
+def test_cli_video_keeps_size_rate_and_frame_count(clip, tiny_pipeline_dir, examples, tmp_path):
+    out = tmp_path / "styled.mp4"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganmoco.cli",
+            "video",
+            str(clip),
+            "--style",
+            str(examples / "van_gogh_starry_night.jpg"),
+            "--model",
+            str(tiny_pipeline_dir),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    rate, _, size = probe(out)
+    assert size == (160, 96) and rate == 12
+    frames = list(read_frames(out))
+    assert len(frames) == 12
+    source = list(read_frames(clip))
+    assert np.abs(np.asarray(frames[5], np.int16) - np.asarray(source[5], np.int16)).mean() > 1.0
+
+
+def test_static_clip_gives_a_static_result(tiny_pipeline_dir, examples):
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    frame = Image.open(examples / "bird_owl.jpg").convert("RGB").resize((96, 64))
+    outs = [np.asarray(f, np.int16) for f in pipe.stylize_frames([frame] * 5, examples / "van_gogh_bridge.jpg")]
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_not_a_video_is_a_clear_error(tmp_path, tiny_pipeline_dir, examples):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing else")
+    with pytest.raises(VideoError):
+        probe(bad)
+    out = tmp_path / "out.mp4"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganmoco.cli",
+            "video",
+            str(bad),
+            "--style",
+            str(examples / "van_gogh_bridge.jpg"),
+            "--model",
+            str(tiny_pipeline_dir),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
