@@ -6,6 +6,7 @@ UI only: every computation is a GanMocoPipeline call.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -15,6 +16,7 @@ from ganmoco.data import fit_within, load_image
 
 EXAMPLES = Path(__file__).resolve().parent / "ganmoco" / "assets" / "examples"
 MAX_OUTPUT_PIXELS = 16_000_000  # a 4K frame is 8.3 MP; more is refused with a message, not an OOM
+MAX_VIDEO_FRAMES = 300
 OUTPUT_SIZES = {"original": None, "1024 px": 1024, "512 px": 512}
 FUSION_MODES = {
     "general": "general",
@@ -93,8 +95,30 @@ def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
         raise gr.Error(str(err)) from None
 
 
+def video(clip, style, strength=1.0, preserve_color=False, progress=gr.Progress()):
+    if clip is None:
+        raise gr.Error("Please add a video clip.")
+    style_image = _image(style, "style image")
+    out = Path(tempfile.mkdtemp(prefix="ganmoco-video-")) / "stylized.mp4"
+    try:
+        return str(
+            PIPE.stylize_video(
+                clip,
+                style_image,
+                out,
+                max_frames=MAX_VIDEO_FRAMES,
+                strength=float(strength),
+                preserve_color=bool(preserve_color),
+                progress=lambda frames, total: progress.tqdm(frames, total=total, desc="stylizing frames"),
+            )
+        )
+    except (ImageError, ValueError) as err:  # VideoError is a ValueError
+        raise gr.Error(str(err)) from None
+
+
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="ganmoco: style transfer and image fusion") as demo:
+    # uploads and results older than an hour are deleted, checked hourly
+    with gr.Blocks(title="ganmoco: style transfer and image fusion", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# ganmoco\nArbitrary style transfer and multi-image fusion with one GAN-MoCo generator.")
         with gr.Tab("Stylize"):
             with gr.Row():
@@ -149,6 +173,23 @@ def build_demo() -> gr.Blocks:
                 with gr.Column():
                     fout = gr.Image(label="Fused", type="pil", format="png", elem_id="fuse-out")
             frun.click(fuse, [files, mode, fsize], fout, api_name="fuse")
+        with gr.Tab("Video"):
+            with gr.Row():
+                with gr.Column():
+                    clip = gr.Video(
+                        label=f"Clip (the first {MAX_VIDEO_FRAMES} frames are stylized)",
+                        sources=["upload"],
+                        elem_id="video-in",
+                    )
+                    vstyle = gr.Image(
+                        label="Style", type="filepath", sources=["upload", "clipboard"], elem_id="video-style"
+                    )
+                    vstrength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
+                    vpreserve = gr.Checkbox(label="Preserve the clip's colours")
+                    vrun = gr.Button("Stylize video", variant="primary", elem_id="video-run")
+                with gr.Column():
+                    vout = gr.Video(label="Stylized clip", elem_id="video-out")
+            vrun.click(video, [clip, vstyle, vstrength, vpreserve], vout, api_name="video")
     return demo
 
 

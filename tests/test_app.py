@@ -159,7 +159,7 @@ def test_app_in_a_real_browser(server, examples, tmp_path):
         browser.close()
 
 
-def test_gradio_client_calls_each_endpoint(server, examples):
+def test_gradio_client_calls_each_endpoint(server, examples, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(server, verbose=False)
@@ -173,3 +173,34 @@ def test_gradio_client_calls_each_endpoint(server, examples):
         [handle_file(str(examples / "bird_owl.jpg")), handle_file(str(examples / "bird_duck.jpg"))], api_name="/fuse"
     )
     assert Image.open(fused).size == Image.open(examples / "bird_owl.jpg").size
+    from fractions import Fraction
+
+    from ganmoco.video import probe, write_frames
+
+    photo = Image.open(examples / "bird_duck.jpg").convert("RGB").resize((96, 64))
+    clip = write_frames([photo.rotate(t) for t in range(4)], tmp_path / "clip.mp4", Fraction(4))
+    styled = client.predict(
+        handle_file(str(clip)), handle_file(str(examples / "van_gogh_bridge.jpg")), api_name="/video"
+    )
+    path = styled["video"] if isinstance(styled, dict) else styled
+    assert probe(path)[2] == (96, 64)
+
+
+def test_video_handler(app_module, examples, tmp_path):
+    from fractions import Fraction
+
+    from ganmoco.video import probe, write_frames
+
+    photo = Image.open(examples / "bird_duck.jpg").convert("RGB").resize((128, 96))
+    clip = write_frames([photo.rotate(t) for t in range(6)], tmp_path / "clip.mp4", Fraction(6))
+    out = app_module.video(str(clip), str(examples / "van_gogh_bridge.jpg"), progress=_NoProgress())
+    rate, _, size = probe(out)
+    assert size == (128, 96) and rate == 6
+
+
+class _NoProgress:
+    def __call__(self, *args, **kwargs):
+        pass
+
+    def tqdm(self, iterable, **kwargs):
+        return iterable
