@@ -109,6 +109,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         num_res_blocks: int = 2,
         code_dim: int = 128,
         num_fusion_tasks: int = len(FUSION_TASKS),
+        skip_connections: bool = True,
     ):
         super().__init__()
         for key, value in (
@@ -139,16 +140,22 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)
         nn.init.normal_(self.task_codes.weight, std=0.1)
 
-    def _encode(self, x, code):
+    def _encode(self, x, code) -> list[torch.Tensor]:
+        """Features at 1/2, 1/4, ... 1/2**num_downsamples of the input."""
+        feats = []
         for block in self.encoder:
             x = block(x, code)
-        return x
+            feats.append(x)
+        return feats
 
-    def _decode(self, h, code):
+    def _decode(self, feats: list[torch.Tensor], code):
+        h = feats[-1]
         for block in self.trunk:
             h = block(h, code)
-        for block in self.decoder:
+        for block, skip in zip(self.decoder, reversed(feats[:-1]), strict=True):
             h = block(h, code)
+            if self.config.skip_connections:  # encoder detail at each scale, so the bottleneck can stay small
+                h = h + skip
         return self.to_rgb(F.interpolate(h, scale_factor=2, mode="nearest"))
 
     def _pad(self, x):
@@ -224,10 +231,15 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         code = self.task_code(task, b)
         x, (h, w) = self._pad(sources.flatten(0, 1))
         feats = self._encode(x, code.repeat_interleave(n, dim=0))
-        fused, weights = self.fusion(feats.view(b, n, *feats.shape[1:]))
-        # The decoder predicts a residual over the sources blended with the same per-pixel weights, in the
-        # tanh domain, so sharp detail of the chosen source passes through.
-        pixel_weights = F.interpolate(weights.flatten(0, 1), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        base = (pixel_weights.view(b, n, 1, *x.shape[-2:]) * x.view(b, n, *x.shape[1:])).sum(1)
-        out = torch.tanh(torch.atanh(base.clamp(-0.999, 0.999)) + self._decode(fused, code))
+        fused, weights = self.fusion(feats[-1].view(b, n, *feats[-1].shape[1:]))
+
+        def blend(t):  # the same per-pixel weights, resized, blend the inputs at any scale
+            w = F.interpolate(weights.flatten(0, 1), size=t.shape[-2:], mode="bilinear", align_corners=False)
+            return (w.view(b, n, 1, *t.shape[-2:]) * t.view(b, n, *t.shape[1:])).sum(1)
+
+        skips = [blend(f) for f in feats[:-1]]
+        # The decoder predicts a residual over the blended sources, in the tanh domain, so sharp detail of
+        # the chosen source passes through.
+        base = blend(x)
+        out = torch.tanh(torch.atanh(base.clamp(-0.999, 0.999)) + self._decode([*skips, fused], code))
         return out[..., :h, :w]
