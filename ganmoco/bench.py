@@ -67,12 +67,15 @@ class AdaINNet(nn.Module):
         from torchvision.models import vgg19
 
         self.encoder = vgg19(weights=None).features[:21]
-        layers, channels = [], [(512, 256), (256, 256), (256, 256), (256, 256), (256, 128), (128, 128), (128, 64)]
-        for i, (cin, cout) in enumerate(channels):
-            layers += [_conv(cin, cout), nn.ReLU()]
-            if i in (0, 4, 6):
-                layers.append(nn.Upsample(scale_factor=2))
-        self.decoder = nn.Sequential(*layers[:-1], _conv(64, 64), nn.ReLU(), _conv(64, 3))
+
+        def conv(cin, cout):
+            return [_conv(cin, cout), nn.ReLU()]
+
+        up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.decoder = nn.Sequential(
+            *conv(512, 256), up, *conv(256, 256), *conv(256, 256), *conv(256, 256), *conv(256, 128), up,
+            *conv(128, 128), *conv(128, 64), up, *conv(64, 64), _conv(64, 3),
+        )  # fmt: skip
 
     def forward(self, x, style_mean, style_std):
         f = self.encoder(x)
