@@ -117,3 +117,35 @@ def test_missing_and_pickle_only_folders(tmp_path, tiny_pipeline_dir):
 def test_hub_id_offline_is_a_clear_error():
     with pytest.raises(ModelLoadError, match="Hub"):
         GanMocoPipeline.from_pretrained("someone/not-cached-ganmoco")
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (
+            lambda d: (d / "generator" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage" * 10),
+            "diffusion_pytorch_model.safetensors",
+        ),
+        (lambda d: (d / "generator" / "config.json").write_text("{not json"), "config.json"),
+        (
+            lambda d: (d / "generator" / "config.json").write_text(
+                json.dumps(json.loads((d / "generator" / "config.json").read_text()) | {"base_channels": -3})
+            ),
+            "base_channels",
+        ),
+        (
+            lambda d: (d / "style_encoder" / "config.json").write_text(
+                json.dumps(json.loads((d / "style_encoder" / "config.json").read_text()) | {"trunk_layer": "fc"})
+            ),
+            "trunk_layer",
+        ),
+    ],
+)
+def test_corrupt_model_folders_name_the_problem(tiny_pipeline_dir, tmp_path, damage, message):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    damage(folder)
+    with pytest.raises((OSError, ValueError), match=message):
+        GanMocoPipeline.from_pretrained(folder)
