@@ -1,0 +1,84 @@
+"""Copy a training run's pipeline into a compact folder: weights as fp16 safetensors, plus the model card,
+`training_args.json`, the training log and the last sample grid.
+
+    python train/ship_model.py --run out/ --dst ganmoco/assets/default-model [--log train.log]
+
+fp16 halves the size; `GanMocoPipeline.from_pretrained` loads it back as fp32. The script reports how far
+the fp16 pipeline's output moves from the fp32 one on the bundled example images (8-bit levels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "ganmoco" / "assets" / "examples"
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    state = load_file(src)
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, dst)
+
+
+def clean_log(text: str) -> str:
+    """Keep the last state of each progress-bar line (tqdm rewrites lines with carriage returns)."""
+    lines = [line.split("\r")[-1] for line in text.replace("\r\n", "\n").split("\n")]
+    kept = [line for line in lines if line.strip()]
+    # one progress line every 50 steps is enough to read the run
+    out = []
+    for line in kept:
+        step = re.search(r"\| *(\d+)/(\d+) \[", line)
+        if step and int(step.group(1)) % 50 and step.group(1) != step.group(2):
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="the --output_dir of a finished training run")
+    p.add_argument("--dst", required=True)
+    p.add_argument("--log", help="the run's console log, cleaned into train_log.txt")
+    args = p.parse_args(argv)
+    run, dst = Path(args.run), Path(args.dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    shutil.copy(run / "model_index.json", dst)
+    for component in ("generator", "style_encoder"):
+        (dst / component).mkdir()
+        shutil.copy(run / component / "config.json", dst / component)
+        to_fp16(
+            run / component / "diffusion_pytorch_model.safetensors",
+            dst / component / "diffusion_pytorch_model.safetensors",
+        )
+    for name in ("README.md", "training_args.json"):
+        shutil.copy(run / name, dst)
+    samples = sorted((run / "samples").glob("*.png"))
+    if samples:
+        (dst / "samples").mkdir()
+        shutil.copy(samples[-1], dst / "samples" / samples[-1].name)
+    if args.log:
+        (dst / "train_log.txt").write_text(clean_log(Path(args.log).read_text(errors="replace")))
+
+    from ganmoco import GanMocoPipeline
+
+    full, half = GanMocoPipeline.from_pretrained(run), GanMocoPipeline.from_pretrained(dst)
+    worst = 0
+    with torch.inference_mode():
+        for content in sorted(EXAMPLES.glob("bird_*.jpg"))[:2]:
+            a = np.asarray(full.stylize(content, EXAMPLES / "van_gogh_starry_night.jpg"), np.int16)
+            b = np.asarray(half.stylize(content, EXAMPLES / "van_gogh_starry_night.jpg"), np.int16)
+            worst = max(worst, int(np.abs(a - b).max()))
+    size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
+    print(f"{dst}: {size / 2**20:.1f} MiB; fp16 vs fp32 output: max {worst} levels of 255")
+
+
+if __name__ == "__main__":
+    main()
