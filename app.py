@@ -17,6 +17,7 @@ from ganmoco.data import fit_within, load_image
 EXAMPLES = Path(__file__).resolve().parent / "ganmoco" / "assets" / "examples"
 MAX_OUTPUT_PIXELS = 16_000_000  # a 4K frame is 8.3 MP; more is refused with a message, not an OOM
 MAX_VIDEO_FRAMES = 300
+NO_PRESET = "none (use the style image)"
 OUTPUT_SIZES = {"original": None, "1024 px": 1024, "512 px": 512}
 FUSION_MODES = {
     "general": "general",
@@ -57,11 +58,19 @@ def stylize(
     preserve_color=False,
     mask=None,
     output_size="original",
+    preset=NO_PRESET,
     progress=gr.Progress(),
 ):
     progress(0.1, desc="reading images")
     content = _check_size(_image(content, "content photo"), OUTPUT_SIZES.get(output_size))
-    styles, weights = [_image(style, "style image")], [1.0 - float(style2_weight)]
+    if preset and preset != NO_PRESET:  # a filter preset stands in for the first style image
+        try:
+            first = PIPE.preset(preset)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+    else:
+        first = _image(style, "style image (or choose a filter preset)")
+    styles, weights = [first], [1.0 - float(style2_weight)]
     if style2 is not None:
         styles.append(_image(style2, "second style image"))
         weights.append(float(style2_weight))
@@ -133,6 +142,9 @@ def build_demo() -> gr.Blocks:
                         style2 = gr.Image(
                             label="Second style (optional)", type="filepath", sources=["upload", "clipboard"]
                         )
+                    preset = gr.Dropdown(
+                        [NO_PRESET, *PIPE.presets], value=NO_PRESET, label="Filter preset (a saved style)"
+                    )
                     style2_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Weight of the second style")
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="strength")
                     preserve = gr.Checkbox(label="Preserve the photo's colours")
@@ -154,7 +166,7 @@ def build_demo() -> gr.Blocks:
             )
             run.click(
                 stylize,
-                [content, style, style2, style2_weight, strength, preserve, mask, size],
+                [content, style, style2, style2_weight, strength, preserve, mask, size, preset],
                 out,
                 api_name="stylize",
             )

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stylize", help="stylize a photo with one or more style images")
     p.add_argument("content")
-    p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
-    p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
+    p.add_argument("--style", action="append", default=[], help="a style image; repeat to blend several")
+    p.add_argument("--preset", action="append", default=[], help="a saved style code of the model (see save-preset)")
+    p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style, then per --preset")
     p.add_argument("--strength", type=float, default=1.0, help="0 = content unchanged, 1 = full style")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
     p.add_argument("--mask", action="append", help="mask image (white = styled); one, or one per --style")
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=FUSION_TASKS, default="general")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("save-preset", help="save the (blended) code of style images as a named preset")
+    p.add_argument("name")
+    p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
+    p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
+    p.add_argument("--model", help="pipeline folder (default: the bundled model); the preset goes in its presets/")
 
     p = sub.add_parser("video", help="stylize a video (H.264 out, the source's frame rate)")
     p.add_argument("input")
@@ -110,18 +117,28 @@ def run(args: argparse.Namespace) -> int:
 
         print(export_onnx(_load_pipeline(args.model).generator, out))
         return 0
+    if args.command == "save-preset":
+        if args.weights is not None and len(args.weights) != len(args.style):
+            raise UsageError(f"--weights has {len(args.weights)} values for {len(args.style)} --style images")
+        styles = [load_image(s) for s in args.style]
+        print(_load_pipeline(args.model).save_preset(args.name, styles, args.weights))
+        return 0
     if args.command == "video":
         return _video(args)
     out = _output_path(args.out)
     # every input is read before the model loads, so bad input fails fast
     if args.command == "stylize":
-        if args.weights is not None and len(args.weights) != len(args.style):
-            raise UsageError(f"--weights has {len(args.weights)} values for {len(args.style)} --style images")
+        count = len(args.style) + len(args.preset)
+        if count == 0:
+            raise UsageError("give at least one --style image or --preset")
+        if args.weights is not None and len(args.weights) != count:
+            raise UsageError(f"--weights has {len(args.weights)} values for {count} styles and presets")
         content, styles = load_image(args.content), [load_image(s) for s in args.style]
         masks = [load_image(m) for m in args.mask or []]
-        result = _load_pipeline(args.model).stylize(
+        pipe = _load_pipeline(args.model)
+        result = pipe.stylize(
             content,
-            styles,
+            styles + [pipe.preset(name) for name in args.preset],
             weights=args.weights,
             strength=args.strength,
             preserve_color=args.preserve_color,

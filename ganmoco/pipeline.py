@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from .data import ImageInput, load_image, load_mask, to_pil, to_tensor
 from .models.generator import FUSION_TASKS, GanMocoGenerator
@@ -91,8 +92,14 @@ class GanMocoPipeline(DiffusionPipeline):
     # -- style codes ---------------------------------------------------------------------------------
 
     @torch.no_grad()  # not inference mode: cached codes may meet autograd later
-    def style_code(self, style: ImageInput) -> torch.Tensor:
-        """The (1, code_dim) style code of one image, cached by pixel content."""
+    def style_code(self, style: ImageInput | torch.Tensor) -> torch.Tensor:
+        """The (1, code_dim) style code of one image (cached by pixel content); a code passes through."""
+        if isinstance(style, torch.Tensor):
+            if style.shape != (1, self.generator.config.code_dim):
+                raise ValueError(
+                    f"a style code must have shape (1, {self.generator.config.code_dim}), got {tuple(style.shape)}"
+                )
+            return style.to(self.device, self.style_encoder.dtype)
         image = load_image(style)
         key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
         if key not in self._style_cache:
@@ -101,6 +108,38 @@ class GanMocoPipeline(DiffusionPipeline):
                 self._style_cache.popitem(last=False)
         self._style_cache.move_to_end(key)
         return self._style_cache[key]
+
+    # -- presets: saved style codes ("photo filters") ---------------------------------------------------
+
+    @property
+    def presets(self) -> dict[str, Path]:
+        """Preset name -> file, from the `presets/` folder of the model folder this pipeline came from."""
+        folder = Path(self.name_or_path or "") / "presets"
+        return {p.stem: p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
+
+    def preset(self, name: str) -> torch.Tensor:
+        """The (1, d) style code saved as preset `name`; pass it to stylize in place of a style image."""
+        presets = self.presets
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; this model has {sorted(presets) or 'none'}")
+        return load_file(presets[name])["code"].to(self.device, self.style_encoder.dtype)
+
+    def save_preset(
+        self, name: str, styles, weights: Sequence[float] | None = None, folder: str | os.PathLike | None = None
+    ) -> Path:
+        """Save the (blended) code of `styles` as a preset in `folder` (default: this model's `presets/`)."""
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise ValueError(f"a preset name uses letters, digits, '-' and '_' only, got {name!r}")
+        styles = list(styles) if isinstance(styles, list | tuple) else [styles]
+        target = Path(folder) if folder is not None else Path(self.name_or_path or ".") / "presets"
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / f"{name}.safetensors"
+        save_file(
+            {"code": self.blend_codes(styles, weights).float().cpu().contiguous()},
+            path,
+            metadata={"name": name, "code_dim": str(self.generator.config.code_dim)},
+        )
+        return path
 
     def blend_codes(self, styles: Sequence[ImageInput], weights: Sequence[float] | None = None) -> torch.Tensor:
         """The (1, d) blend sum_i w_i z_i of the styles' codes, the weights normalised to sum to 1."""

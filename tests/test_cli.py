@@ -95,3 +95,21 @@ def test_usage_errors_exit_2(tiny_pipeline_dir, examples, tmp_path):
         )
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_preset_then_stylize_with_it(tiny_pipeline_dir, examples, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, model)
+    r = _run("save-preset", "starry", "--style", examples / "van_gogh_starry_night.jpg", "--model", model)
+    assert r.returncode == 0, r.stderr
+    assert (model / "presets" / "starry.safetensors").is_file()
+    out = tmp_path / "out.png"
+    r = _run("stylize", examples / "bird_owl.jpg", "--preset", "starry", "--model", model, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == Image.open(examples / "bird_owl.jpg").size
+    _assert_one_error_line(
+        _run("stylize", examples / "bird_owl.jpg", "--preset", "missing", "--model", model, "--out", tmp_path / "x.png")
+    )
+    assert not (tmp_path / "x.png").exists()

@@ -149,3 +149,28 @@ def test_corrupt_model_folders_name_the_problem(tiny_pipeline_dir, tmp_path, dam
     damage(folder)
     with pytest.raises((OSError, ValueError), match=message):
         GanMocoPipeline.from_pretrained(folder)
+
+
+def test_presets_save_load_and_stylize(tiny_pipeline_dir, examples, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    pipe = GanMocoPipeline.from_pretrained(folder)
+    with torch.no_grad():
+        for p in pipe.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    styles = [examples / "van_gogh_starry_night.jpg", examples / "van_gogh_bridge.jpg"]
+    path = pipe.save_preset("night-bridge", styles, weights=[3, 1])
+    assert path == folder / "presets" / "night-bridge.safetensors"
+    assert list(pipe.presets) == ["night-bridge"]
+    code = pipe.preset("night-bridge")
+    assert torch.allclose(code, pipe.blend_codes(styles, [3, 1]))
+    content = examples / "bird_owl.jpg"
+    assert _diff(pipe.stylize(content, code), pipe.stylize(content, styles, weights=[3, 1])) == 0.0
+    with pytest.raises(ValueError, match="unknown preset"):
+        pipe.preset("nope")
+    with pytest.raises(ValueError, match="preset name"):
+        pipe.save_preset("../evil", styles)
+    with pytest.raises(ValueError, match="style code"):
+        pipe.stylize(content, torch.zeros(1, 3))
