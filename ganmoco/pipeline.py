@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -50,6 +51,10 @@ class GanMocoPipeline(DiffusionPipeline):
             )
         self.register_modules(generator=generator, style_encoder=style_encoder)
         self._style_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        # One forward at a time: tiles and video frames set shared norm statistics on the generator's
+        # layers, which a concurrent call (a server's second worker) must not see. On a CPU, torch already
+        # spreads one forward over every core, so little throughput is lost.
+        self._lock = threading.RLock()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):
@@ -102,12 +107,14 @@ class GanMocoPipeline(DiffusionPipeline):
             return style.to(self.device, self.style_encoder.dtype)
         image = load_image(style)
         key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
-        if key not in self._style_cache:
-            self._style_cache[key] = self.style_encoder(to_tensor(image).to(self.device, self.style_encoder.dtype))
-            if len(self._style_cache) > _STYLE_CACHE_SIZE:
-                self._style_cache.popitem(last=False)
-        self._style_cache.move_to_end(key)
-        return self._style_cache[key]
+        with self._lock:
+            if key not in self._style_cache:
+                x = to_tensor(image).to(self.device, self.style_encoder.dtype)
+                self._style_cache[key] = self.style_encoder(x)
+                if len(self._style_cache) > _STYLE_CACHE_SIZE:
+                    self._style_cache.popitem(last=False)
+            self._style_cache.move_to_end(key)
+            return self._style_cache[key]
 
     # -- presets: saved style codes ("photo filters") ---------------------------------------------------
 
@@ -185,10 +192,8 @@ class GanMocoPipeline(DiffusionPipeline):
         code = code.to(self.generator.dtype)
         if tile is None:
             tile = DEFAULT_TILE if image.width * image.height > AUTO_TILE_PIXELS else False
-        if tile:
-            result = to_pil(self._stylize_tiled(x, code, int(tile)))
-        else:
-            result = to_pil(self.generator(x, code))
+        with self._lock:
+            result = to_pil(self._stylize_tiled(x, code, int(tile)) if tile else self.generator(x, code))
         return _keep_colours(result, image) if preserve_color else result
 
     def _stylize_tiled(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
@@ -254,16 +259,17 @@ class GanMocoPipeline(DiffusionPipeline):
             frame_code = torch.lerp(self.style_code(image), code, float(strength)) if strength < 1.0 else code
             scale = min(1.0, 320 / max(image.size))  # statistics from a small copy: cheap and stable
             small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
-            current = self.generator.norm_stats(small, frame_code)
-            if stats is None:
-                stats = current
-            else:
-                stats = [
-                    (torch.lerp(m1, m0, consistency), torch.lerp(v1, v0, consistency))
-                    for (m0, v0), (m1, v1) in zip(stats, current, strict=True)
-                ]
-            with self.generator.use_norm_stats(stats):
-                result = to_pil(self.generator(x, frame_code))
+            with self._lock:
+                current = self.generator.norm_stats(small, frame_code)
+                if stats is None:
+                    stats = current
+                else:
+                    stats = [
+                        (torch.lerp(m1, m0, consistency), torch.lerp(v1, v0, consistency))
+                        for (m0, v0), (m1, v1) in zip(stats, current, strict=True)
+                    ]
+                with self.generator.use_norm_stats(stats):
+                    result = to_pil(self.generator(x, frame_code))
             yield _keep_colours(result, image) if preserve_color else result
 
     def stylize_video(
@@ -301,7 +307,8 @@ class GanMocoPipeline(DiffusionPipeline):
         size = loaded[0].size
         loaded = [im if im.size == size else im.resize(size, Image.BICUBIC) for im in loaded]
         sources = torch.stack([to_tensor(im)[0] for im in loaded]).unsqueeze(0).to(self.device, self.generator.dtype)
-        return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+        with self._lock:
+            return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
 
 
 def _normalised(weights: Sequence[float] | None, count: int) -> torch.Tensor:
