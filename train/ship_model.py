@@ -1,5 +1,5 @@
 """Copy a training run's pipeline into a compact folder: weights as fp16 safetensors, plus the model card,
-`training_args.json`, the training log and the last sample grid.
+`training_args.json`, the training log, the last sample grid and a grid of the bundled examples.
 
     python train/ship_model.py --run out/ --dst ganmoco/assets/default-model [--log train.log]
 
@@ -40,6 +40,29 @@ def clean_log(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def grid(pipe, path: Path, side: int = 256) -> None:
+    """Contents (rows) x styles (columns) of the bundled examples; the first row shows the styles."""
+    from PIL import Image
+
+    contents = [EXAMPLES / f"{n}.jpg" for n in ("castle_chambord", "bird_owl", "castle_neuschwanstein")]
+    styles = sorted(EXAMPLES.glob("van_gogh_*.jpg"))
+
+    def thumb(image):
+        image = image.convert("RGB")
+        image.thumbnail((side, side))
+        return image
+
+    sheet = Image.new("RGB", ((len(styles) + 1) * side, (len(contents) + 1) * side), "white")
+    for j, style in enumerate(styles):
+        sheet.paste(thumb(Image.open(style)), ((j + 1) * side, 0))
+    for i, content in enumerate(contents):
+        photo = Image.open(content)
+        sheet.paste(thumb(photo), (0, (i + 1) * side))
+        for j, style in enumerate(styles):
+            sheet.paste(thumb(pipe.stylize(photo, style)), ((j + 1) * side, (i + 1) * side))
+    sheet.save(path, quality=88)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="the --output_dir of a finished training run")
@@ -76,6 +99,7 @@ def main(argv=None):
             a = np.asarray(full.stylize(content, EXAMPLES / "van_gogh_starry_night.jpg"), np.int16)
             b = np.asarray(half.stylize(content, EXAMPLES / "van_gogh_starry_night.jpg"), np.int16)
             worst = max(worst, int(np.abs(a - b).max()))
+    grid(half, dst / "grid.jpg")
     size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
     print(f"{dst}: {size / 2**20:.1f} MiB; fp16 vs fp32 output: max {worst} levels of 255")
 
