@@ -174,3 +174,14 @@ def test_presets_save_load_and_stylize(tiny_pipeline_dir, examples, tmp_path):
         pipe.save_preset("../evil", styles)
     with pytest.raises(ValueError, match="style code"):
         pipe.stylize(content, torch.zeros(1, 3))
+
+
+def test_bundled_default_model_loads_offline_and_stylizes(examples):
+    pipe = GanMocoPipeline.from_pretrained()
+    assert pipe.generator.dtype == torch.float32
+    assert {"starry-night", "night-cafe", "bridge", "church-auvers", "starry-cafe"} <= set(pipe.presets)
+    content = Image.open(examples / "castle_chambord.jpg")
+    out = pipe.stylize(content, examples / "van_gogh_night_cafe.jpg")
+    assert out.size == content.size and _diff(out, content.convert("RGB")) > 5.0
+    # a trained model: different styles give clearly different pictures
+    assert _diff(out, pipe.stylize(content, pipe.preset("starry-night"))) > 5.0
