@@ -6,7 +6,9 @@ UI only: every computation is a GanMocoPipeline call.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -17,6 +19,7 @@ from ganmoco.data import fit_within, load_image
 EXAMPLES = Path(__file__).resolve().parent / "ganmoco" / "assets" / "examples"
 MAX_OUTPUT_PIXELS = 16_000_000  # a 4K frame is 8.3 MP; more is refused with a message, not an OOM
 MAX_VIDEO_FRAMES = 300
+MAX_VIDEO_SECONDS = 300  # a per-request time limit; stylize and fuse are bounded by MAX_OUTPUT_PIXELS
 NO_PRESET = "none (use the style image)"
 OUTPUT_SIZES = {"original": None, "1024 px": 1024, "512 px": 512}
 FUSION_MODES = {
@@ -118,11 +121,28 @@ def video(clip, style, strength=1.0, preserve_color=False, progress=gr.Progress(
                 max_frames=MAX_VIDEO_FRAMES,
                 strength=float(strength),
                 preserve_color=bool(preserve_color),
-                progress=lambda frames, total: progress.tqdm(frames, total=total, desc="stylizing frames"),
+                progress=lambda frames, total: progress.tqdm(
+                    _within(frames, MAX_VIDEO_SECONDS), total=total, desc="stylizing frames"
+                ),
             )
         )
     except (ImageError, ValueError) as err:  # VideoError is a ValueError
+        shutil.rmtree(out.parent, ignore_errors=True)
         raise gr.Error(str(err)) from None
+    except TimeoutError:
+        shutil.rmtree(out.parent, ignore_errors=True)
+        raise gr.Error(
+            f"The clip takes longer than {MAX_VIDEO_SECONDS} s to stylize here; try a shorter or smaller clip."
+        ) from None
+
+
+def _within(frames, seconds: float):
+    """Pass frames through until `seconds` have gone by, then stop the request (no partial file is kept)."""
+    deadline = time.monotonic() + seconds
+    for frame in frames:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        yield frame
 
 
 def build_demo() -> gr.Blocks:

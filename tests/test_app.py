@@ -204,3 +204,17 @@ class _NoProgress:
 
     def tqdm(self, iterable, **kwargs):
         return iterable
+
+
+def test_video_time_limit(app_module, examples, tmp_path, monkeypatch):
+    from fractions import Fraction
+
+    import gradio as gr
+
+    from ganmoco.video import write_frames
+
+    photo = Image.open(examples / "bird_duck.jpg").convert("RGB").resize((64, 48))
+    clip = write_frames([photo] * 4, tmp_path / "clip.mp4", Fraction(4))
+    monkeypatch.setattr(app_module, "MAX_VIDEO_SECONDS", -1)
+    with pytest.raises(gr.Error, match="longer than"):
+        app_module.video(str(clip), str(examples / "van_gogh_bridge.jpg"), progress=_NoProgress())
