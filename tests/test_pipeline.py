@@ -185,3 +185,11 @@ def test_bundled_default_model_loads_offline_and_stylizes(examples):
     assert out.size == content.size and _diff(out, content.convert("RGB")) > 5.0
     # a trained model: different styles give clearly different pictures
     assert _diff(out, pipe.stylize(content, pipe.preset("starry-night"))) > 5.0
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (2000, 2), (17, 9)])
+def test_tiny_and_extreme_aspect_images(pipe, examples, size):
+    content = Image.open(examples / "bird_owl.jpg").convert("RGB").resize(size)
+    assert pipe.stylize(content, examples / "van_gogh_bridge.jpg").size == size
+    assert pipe.fuse([content, content.transpose(Image.FLIP_LEFT_RIGHT)]).size == size
+    assert pipe.stylize(examples / "bird_duck.jpg", content).size == Image.open(examples / "bird_duck.jpg").size
