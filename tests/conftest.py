@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 from pathlib import Path
 
 # Offline and quiet, before anything imports huggingface_hub or gradio.
@@ -11,8 +12,10 @@ os.environ.update(
     TOKENIZERS_PARALLELISM="false",
 )
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder  # noqa: E402
 
@@ -54,3 +57,15 @@ def tiny_configs(tmp_path_factory) -> dict[str, Path]:
         paths[name] = folder / f"{name}.json"
         paths[name].write_text(json.dumps(config))
     return paths
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def image_diff(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two images in 8-bit levels."""
+    return float(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).mean())

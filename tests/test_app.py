@@ -2,16 +2,16 @@
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
+
+from .conftest import free_port, image_diff
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -25,10 +25,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def _diff(a: Image.Image, b: Image.Image) -> float:
-    return float(np.abs(np.asarray(a.convert("RGB"), np.int16) - np.asarray(b.convert("RGB"), np.int16)).mean())
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +63,9 @@ def test_handlers_called_directly(app_module, examples, tmp_path):
         app_module.fuse([str(examples / "bird_owl.jpg")], progress=lambda *a, **k: None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_pipeline_dir, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "GANMOCO_MODEL": str(tiny_pipeline_dir),
         "GRADIO_SERVER_PORT": str(port),
@@ -137,7 +127,7 @@ def test_app_in_a_real_browser(server, examples, tmp_path):
         page.screenshot(path=str(tmp_path / "stylize.png"), full_page=True)
         stylized = _fetch_image(page, result)
         assert stylized.size == Image.open(content).size
-        assert _diff(stylized, Image.open(content)) > 1.0
+        assert image_diff(stylized.convert("RGB"), Image.open(content).convert("RGB")) > 1.0
 
         page.get_by_role("tab", name="Fuse").click()
         files = [str(examples / "castle_chambord.jpg"), str(examples / "castle_chenonceau.jpg")]

@@ -7,6 +7,8 @@ from PIL import Image
 
 from ganmoco import GanMocoPipeline, ImageError, ModelLoadError
 
+from .conftest import image_diff
+
 
 @pytest.fixture(scope="module")
 def pipe(tiny_pipeline_dir):
@@ -18,16 +20,12 @@ def pipe(tiny_pipeline_dir):
     return pipe
 
 
-def _diff(a: Image.Image, b: Image.Image) -> float:
-    return float(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).mean())
-
-
 def test_round_trip_through_a_folder_is_exact(tiny_pipeline_dir, examples, tmp_path):
     a = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
     a.save_pretrained(tmp_path)
     b = GanMocoPipeline.from_pretrained(tmp_path)
     content, style = examples / "castle_chambord.jpg", examples / "van_gogh_starry_night.jpg"
-    assert _diff(a.stylize(content, style), b.stylize(content, style)) == 0.0
+    assert image_diff(a.stylize(content, style), b.stylize(content, style)) == 0.0
     assert (
         json.loads((tmp_path / "model_index.json").read_text())["generator"] == ["ganmoco", "GanMocoGenerator"]
         or (tmp_path / "generator" / "config.json").is_file()
@@ -38,17 +36,17 @@ def test_stylize_keeps_size_and_changes_pixels(pipe, examples):
     content = Image.open(examples / "bird_owl.jpg")
     out = pipe.stylize(content, examples / "van_gogh_night_cafe.jpg")
     assert out.size == content.size and out.mode == "RGB"
-    assert _diff(out, content.convert("RGB")) > 1.0
+    assert image_diff(out, content.convert("RGB")) > 1.0
 
 
 def test_blend_strength_and_weights(pipe, examples):
     content = examples / "bird_duck.jpg"
     s1, s2 = examples / "van_gogh_starry_night.jpg", examples / "van_gogh_bridge.jpg"
     only1 = pipe.stylize(content, [s1, s2], weights=[1, 0])
-    assert _diff(only1, pipe.stylize(content, s1)) == 0.0
-    assert _diff(pipe.stylize(content, [s1, s2], weights=[1, 1]), only1) > 0.0
+    assert image_diff(only1, pipe.stylize(content, s1)) == 0.0
+    assert image_diff(pipe.stylize(content, [s1, s2], weights=[1, 1]), only1) > 0.0
     weak, full = pipe.stylize(content, s1, strength=0.0), pipe.stylize(content, s1, strength=1.0)
-    assert _diff(weak, full) > 0.0
+    assert image_diff(weak, full) > 0.0
     with pytest.raises(ValueError, match="strength"):
         pipe.stylize(content, s1, strength=1.5)
     with pytest.raises(ValueError, match="weights"):
@@ -61,8 +59,8 @@ def test_mask_chooses_where_the_style_goes(pipe, examples):
     w, h = content.size
     everywhere = Image.new("L", content.size, 255)
     nowhere = Image.new("L", content.size, 0)
-    assert _diff(pipe.stylize(content, style, mask=everywhere), pipe.stylize(content, style)) < 0.5
-    assert _diff(pipe.stylize(content, style, mask=nowhere), pipe.stylize(content, style, strength=0.0)) < 0.5
+    assert image_diff(pipe.stylize(content, style, mask=everywhere), pipe.stylize(content, style)) < 0.5
+    assert image_diff(pipe.stylize(content, style, mask=nowhere), pipe.stylize(content, style, strength=0.0)) < 0.5
     half = Image.new("L", content.size, 0)
     half.paste(255, (0, 0, w // 2, h))
     out = np.asarray(pipe.stylize(content, style, mask=half), dtype=np.int16)
@@ -76,7 +74,7 @@ def test_preserve_color_keeps_the_content_chroma(pipe, examples):
     out = pipe.stylize(content, examples / "van_gogh_night_cafe.jpg", preserve_color=True)
     _, cb, cr = out.convert("YCbCr").split()
     _, cb0, cr0 = content.convert("YCbCr").split()
-    assert _diff(cb, cb0) < 1.5 and _diff(cr, cr0) < 1.5
+    assert image_diff(cb, cb0) < 1.5 and image_diff(cr, cr0) < 1.5
 
 
 def test_fuse_two_and_three_images(pipe, examples):
@@ -167,7 +165,7 @@ def test_presets_save_load_and_stylize(tiny_pipeline_dir, examples, tmp_path):
     code = pipe.preset("night-bridge")
     assert torch.allclose(code, pipe.blend_codes(styles, [3, 1]))
     content = examples / "bird_owl.jpg"
-    assert _diff(pipe.stylize(content, code), pipe.stylize(content, styles, weights=[3, 1])) == 0.0
+    assert image_diff(pipe.stylize(content, code), pipe.stylize(content, styles, weights=[3, 1])) == 0.0
     with pytest.raises(ValueError, match="unknown preset"):
         pipe.preset("nope")
     with pytest.raises(ValueError, match="preset name"):
@@ -182,9 +180,9 @@ def test_bundled_default_model_loads_offline_and_stylizes(examples):
     assert {"starry-night", "night-cafe", "bridge", "church-auvers", "starry-cafe"} <= set(pipe.presets)
     content = Image.open(examples / "castle_chambord.jpg")
     out = pipe.stylize(content, examples / "van_gogh_night_cafe.jpg")
-    assert out.size == content.size and _diff(out, content.convert("RGB")) > 5.0
+    assert out.size == content.size and image_diff(out, content.convert("RGB")) > 5.0
     # a trained model: different styles give clearly different pictures
-    assert _diff(out, pipe.stylize(content, pipe.preset("starry-night"))) > 5.0
+    assert image_diff(out, pipe.stylize(content, pipe.preset("starry-night"))) > 5.0
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 300), (2000, 2), (17, 9)])

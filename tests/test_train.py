@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ganmoco import GanMocoPipeline
+
+from .conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "train" / "train.py"
@@ -257,12 +258,6 @@ def test_gradient_accumulation_matches_a_larger_batch(tiny_data, tiny_configs, t
     assert (w_big - w_acc).abs().max() <= 2.01 * 2e-4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_keep_identical_generators(tiny_data, tiny_configs, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
@@ -279,7 +274,7 @@ def test_two_processes_keep_identical_generators(tiny_data, tiny_configs, tmp_pa
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        str(_free_port()),
+        str(free_port()),
         str(TRAIN),
         *map(
             str,
