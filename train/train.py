@@ -20,10 +20,16 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    ProjectConfiguration,
+    extract_model_from_parallel,
+    set_seed,
+)
 from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid, save_image
@@ -36,7 +42,10 @@ from ganmoco.data import (
     ResumableBatchSampler,
     SyntheticFusionDataset,
     find_images,
+    load_image,
     split_train_val,
+    synthetic_fusion_pair,
+    to_tensor,
 )
 from ganmoco.models import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
 from ganmoco.pipeline import GanMocoPipeline
@@ -262,7 +271,7 @@ def fusion_step(G, D, nets, batch, args):
     vgg, _ = nets
     sources, task, reference = batch
     fused = G(sources, task=task)
-    code = accelerator_unwrap(G).task_code(task, sources.shape[0]).detach()
+    code = extract_model_from_parallel(G).task_code(task, sources.shape[0]).detach()
     fusion, terms = losses.fusion_loss(fused, sources)
     with torch.no_grad():
         f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
@@ -283,14 +292,9 @@ def fusion_step(G, D, nets, batch, args):
     return loss, fused, code, reference, terms
 
 
-def accelerator_unwrap(model):
-    return model.module if hasattr(model, "module") else model
-
-
 @torch.no_grad()
-def sample_grid(G, E, val, args, path: Path, resolution: int):
+def sample_grid(G, E, val, path: Path, resolution: int):
     """Rows of content | style | output for the held-out images, and fusion sources | fused."""
-    from ganmoco.data import load_image, synthetic_fusion_pair, to_tensor
 
     def square(p):
         return to_tensor(load_image(p).resize((resolution, resolution)))[0]
@@ -303,8 +307,6 @@ def sample_grid(G, E, val, args, path: Path, resolution: int):
             content, style = square(c).to(device), square(s).to(device)
             out = G(content[None], E(style[None]))[0]
             tiles += [content, style, out]
-    import numpy as np
-
     for c in val_c:
         clean = square(c).to(device)
         for kind in ("multi-focus", "multi-exposure"):
@@ -494,7 +496,6 @@ def main(args: argparse.Namespace) -> Path:
                 G_ema.eval(),
                 accelerator.unwrap_model(E).eval(),
                 val,
-                args,
                 output_dir / "samples" / f"step-{global_step:06d}.png",
                 args.resolution,
             )
@@ -529,18 +530,20 @@ def _check_replicas(accelerator, G):
     )
 
 
+def _checkpoints(output_dir: Path) -> list[Path]:
+    """The renamed (complete) checkpoint-N folders of a run, oldest first; .tmp leftovers are not among them."""
+    found = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
+
+
 def _find_checkpoint(output_dir: Path, which: str) -> Path | None:
     if which != "latest":
         path = Path(which)
         if not (path / "train_state.json").is_file():
             raise SystemExit(f"error: {path} is not a complete checkpoint (no train_state.json)")
         return path
-    done = [
-        p
-        for p in output_dir.glob("checkpoint-*")
-        if p.name.split("-")[1].isdigit() and (p / "train_state.json").is_file()
-    ]
-    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+    done = [p for p in _checkpoints(output_dir) if (p / "train_state.json").is_file()]
+    return done[-1] if done else None
 
 
 def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None):
@@ -556,10 +559,7 @@ def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None
             shutil.rmtree(final)
         os.replace(tmp, final)
         if limit is not None:
-            done = sorted(
-                (p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
-                key=lambda p: int(p.name.split("-")[1]),
-            )
+            done = _checkpoints(output_dir)
             for old in done[:-limit] if limit > 0 else done:
                 shutil.rmtree(old)
         logger.info(f"saved {final}")
