@@ -181,14 +181,13 @@ class GanMocoPipeline(DiffusionPipeline):
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         image = load_image(content)
         x = to_tensor(image).to(self.device, self.generator.dtype)
-        codes = torch.cat([self.style_code(s) for s in styles])
-        w = _normalised(weights, len(styles)).to(codes)
         if mask is None:
-            code = (w[:, None] * codes).sum(0, keepdim=True)
+            code = self.blend_codes(styles, weights)
             if strength < 1.0:
                 code = torch.lerp(self.style_code(image), code, float(strength))
         else:
-            code = self._code_map(image, codes, w, mask, float(strength))
+            codes = torch.cat([self.style_code(s) for s in styles])
+            code = self._code_map(image, codes, _normalised(weights, len(styles)).to(codes), mask, float(strength))
         code = code.to(self.generator.dtype)
         if tile is None:
             tile = DEFAULT_TILE if image.width * image.height > AUTO_TILE_PIXELS else False
