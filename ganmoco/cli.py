@@ -49,6 +49,11 @@ def save_atomically(image: Image.Image, path: Path) -> None:
             os.remove(tmp)
 
 
+def _check_weights(weights: list[float] | None, count: int, what: str) -> None:
+    if weights is not None and len(weights) != count:
+        raise UsageError(f"--weights has {len(weights)} values for {count} {what}")
+
+
 def _load_pipeline(model: str | None):
     from .pipeline import GanMocoPipeline
 
@@ -118,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
         print(export_onnx(_load_pipeline(args.model).generator, out))
         return 0
     if args.command == "save-preset":
-        if args.weights is not None and len(args.weights) != len(args.style):
-            raise UsageError(f"--weights has {len(args.weights)} values for {len(args.style)} --style images")
+        _check_weights(args.weights, len(args.style), "--style images")
         styles = [load_image(s) for s in args.style]
         print(_load_pipeline(args.model).save_preset(args.name, styles, args.weights))
         return 0
@@ -131,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
         count = len(args.style) + len(args.preset)
         if count == 0:
             raise UsageError("give at least one --style image or --preset")
-        if args.weights is not None and len(args.weights) != count:
-            raise UsageError(f"--weights has {len(args.weights)} values for {count} styles and presets")
+        _check_weights(args.weights, count, "styles and presets")
         content, styles = load_image(args.content), [load_image(s) for s in args.style]
         masks = [load_image(m) for m in args.mask or []]
         pipe = _load_pipeline(args.model)
@@ -162,8 +165,7 @@ def _video(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".mkv", ".mov") or not out.parent.is_dir():
         raise UsageError(f"--out must be a .mp4, .mkv or .mov file in an existing folder, got {args.out!r}")
-    if args.weights is not None and len(args.weights) != len(args.style):
-        raise UsageError(f"--weights has {len(args.weights)} values for {len(args.style)} --style images")
+    _check_weights(args.weights, len(args.style), "--style images")
     probe(args.input)  # a bad video fails before the model loads
     styles = [load_image(s) for s in args.style]
     pipe = _load_pipeline(args.model)
