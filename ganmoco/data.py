@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .models.generator import FUSION_TASKS
+
 # Pillow's decompression-bomb guard stays on; its warning threshold is treated as an error too, so a
 # hostile file is refused before it is decoded.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -265,8 +267,6 @@ class SyntheticFusionDataset(ImageDataset):
         self.kinds = tuple(kinds)
 
     def __getitem__(self, key):
-        from .models.generator import FUSION_TASKS
-
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index, 1])
         x = random_crop(load_image(self.paths[index]), self.resolution, rng)
