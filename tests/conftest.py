@@ -1,6 +1,8 @@
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 # Offline and quiet, before anything imports huggingface_hub or gradio.
@@ -69,3 +71,18 @@ def free_port() -> int:
 def image_diff(a: Image.Image, b: Image.Image) -> float:
     """Mean absolute difference of two images in 8-bit levels."""
     return float(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).mean())
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """`ganmoco ARGS...` as a real process (arguments may be paths)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ganmoco.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def assert_one_error_line(r: subprocess.CompletedProcess) -> None:
+    """The CLI's bad-input contract: exit 2, one `error:` line on stderr, no traceback."""
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,18 +1,11 @@
-import subprocess
-import sys
-
 from PIL import Image
 
-
-def _run(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "ganmoco.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+from .conftest import assert_one_error_line, run_cli
 
 
 def test_stylize_and_fuse_write_images_of_the_content_size(tiny_pipeline_dir, examples, tmp_path):
     out = tmp_path / "out.png"
-    r = _run(
+    r = run_cli(
         "stylize",
         examples / "castle_chambord.jpg",
         "--style",
@@ -33,7 +26,7 @@ def test_stylize_and_fuse_write_images_of_the_content_size(tiny_pipeline_dir, ex
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == Image.open(examples / "castle_chambord.jpg").size
     fused = tmp_path / "fused.jpg"
-    r = _run(
+    r = run_cli(
         "fuse",
         examples / "bird_owl.jpg",
         examples / "bird_duck.jpg",
@@ -48,30 +41,23 @@ def test_stylize_and_fuse_write_images_of_the_content_size(tiny_pipeline_dir, ex
     assert Image.open(fused).size == Image.open(examples / "bird_owl.jpg").size
 
 
-def _assert_one_error_line(r):
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
-    assert "Traceback" not in r.stderr
-
-
 def test_bad_input_exits_2_with_one_line_and_no_output(tiny_pipeline_dir, examples, tmp_path):
     bad = tmp_path / "photo.jpg"
     bad.write_text("definitely not a jpeg")
     out = tmp_path / "out.png"
-    r = _run("stylize", bad, "--style", examples / "van_gogh_bridge.jpg", "--model", tiny_pipeline_dir, "--out", out)
-    _assert_one_error_line(r)
+    r = run_cli("stylize", bad, "--style", examples / "van_gogh_bridge.jpg", "--model", tiny_pipeline_dir, "--out", out)
+    assert_one_error_line(r)
     assert "photo.jpg" in r.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
 def test_usage_errors_exit_2(tiny_pipeline_dir, examples, tmp_path):
-    _assert_one_error_line(_run("stylize", examples / "bird_owl.jpg", "--out", tmp_path / "o.png"))  # no --style
-    _assert_one_error_line(
-        _run("fuse", examples / "bird_owl.jpg", "--model", tiny_pipeline_dir, "--out", tmp_path / "o.png")
+    assert_one_error_line(run_cli("stylize", examples / "bird_owl.jpg", "--out", tmp_path / "o.png"))  # no --style
+    assert_one_error_line(
+        run_cli("fuse", examples / "bird_owl.jpg", "--model", tiny_pipeline_dir, "--out", tmp_path / "o.png")
     )
-    _assert_one_error_line(
-        _run(
+    assert_one_error_line(
+        run_cli(
             "stylize",
             examples / "bird_owl.jpg",
             "--style",
@@ -82,8 +68,8 @@ def test_usage_errors_exit_2(tiny_pipeline_dir, examples, tmp_path):
             tmp_path / "o.unknownext",
         )
     )
-    _assert_one_error_line(
-        _run(
+    assert_one_error_line(
+        run_cli(
             "stylize",
             examples / "bird_owl.jpg",
             "--style",
@@ -102,14 +88,16 @@ def test_save_preset_then_stylize_with_it(tiny_pipeline_dir, examples, tmp_path)
 
     model = tmp_path / "model"
     shutil.copytree(tiny_pipeline_dir, model)
-    r = _run("save-preset", "starry", "--style", examples / "van_gogh_starry_night.jpg", "--model", model)
+    r = run_cli("save-preset", "starry", "--style", examples / "van_gogh_starry_night.jpg", "--model", model)
     assert r.returncode == 0, r.stderr
     assert (model / "presets" / "starry.safetensors").is_file()
     out = tmp_path / "out.png"
-    r = _run("stylize", examples / "bird_owl.jpg", "--preset", "starry", "--model", model, "--out", out)
+    r = run_cli("stylize", examples / "bird_owl.jpg", "--preset", "starry", "--model", model, "--out", out)
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == Image.open(examples / "bird_owl.jpg").size
-    _assert_one_error_line(
-        _run("stylize", examples / "bird_owl.jpg", "--preset", "missing", "--model", model, "--out", tmp_path / "x.png")
+    assert_one_error_line(
+        run_cli(
+            "stylize", examples / "bird_owl.jpg", "--preset", "missing", "--model", model, "--out", tmp_path / "x.png"
+        )
     )
     assert not (tmp_path / "x.png").exists()

@@ -1,12 +1,11 @@
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
 from ganmoco import GanMocoPipeline
 from ganmoco.data import load_image, to_tensor
+
+from .conftest import assert_one_error_line, run_cli
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -18,12 +17,7 @@ def test_export_onnx_matches_torch_at_several_sizes(tiny_pipeline_dir, examples,
             p.add_(torch.randn_like(p) * 0.05)
     pipe.save_pretrained(tmp_path / "model")
     out = tmp_path / "generator.onnx"
-    r = subprocess.run(
-        [sys.executable, "-m", "ganmoco.cli", "export-onnx", "--model", str(tmp_path / "model"), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = run_cli("export-onnx", "--model", str(tmp_path / "model"), "--out", str(out))
     assert r.returncode == 0, r.stderr
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     code = pipe.style_code(examples / "van_gogh_starry_night.jpg")
@@ -38,19 +32,5 @@ def test_export_onnx_matches_torch_at_several_sizes(tiny_pipeline_dir, examples,
 
 
 def test_export_onnx_bad_output_name(tiny_pipeline_dir, tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganmoco.cli",
-            "export-onnx",
-            "--model",
-            str(tiny_pipeline_dir),
-            "--out",
-            str(tmp_path / "model.txt"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2 and r.stderr.startswith("error:")
+    r = run_cli("export-onnx", "--model", str(tiny_pipeline_dir), "--out", str(tmp_path / "model.txt"))
+    assert_one_error_line(r)

@@ -2,14 +2,14 @@
 
 import io
 import random
-import subprocess
-import sys
 import time
 
 import pytest
 from PIL import Image
 
 from ganmoco.data import ImageError, load_image
+
+from .conftest import assert_one_error_line, run_cli
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -66,27 +66,19 @@ def test_cli_on_mutated_files_leaves_no_output(examples, tiny_pipeline_dir, tmp_
     bad = tmp_path / f"input.{FORMATS[index % len(FORMATS)].lower()}"
     bad.write_bytes(data)
     out = tmp_path / "out.png"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganmoco.cli",
-            "stylize",
-            str(bad),
-            "--style",
-            str(examples / "van_gogh_bridge.jpg"),
-            "--model",
-            str(tiny_pipeline_dir),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = run_cli(
+        "stylize",
+        str(bad),
+        "--style",
+        str(examples / "van_gogh_bridge.jpg"),
+        "--model",
+        str(tiny_pipeline_dir),
+        "--out",
+        str(out),
     )
     assert r.returncode in (0, 2), r.stderr
     if r.returncode == 2:
-        assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+        assert_one_error_line(r)
         assert not out.exists()
     else:
         assert Image.open(out).size == load_image(bad).size

@@ -1,5 +1,3 @@
-import subprocess
-import sys
 from fractions import Fraction
 
 import numpy as np
@@ -8,6 +6,8 @@ from PIL import Image
 
 from ganmoco import GanMocoPipeline
 from ganmoco.video import VideoError, probe, read_frames, write_frames
+
+from .conftest import assert_one_error_line, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +20,15 @@ def clip(tmp_path_factory, examples):
 
 def test_cli_video_keeps_size_rate_and_frame_count(clip, tiny_pipeline_dir, examples, tmp_path):
     out = tmp_path / "styled.mp4"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganmoco.cli",
-            "video",
-            str(clip),
-            "--style",
-            str(examples / "van_gogh_starry_night.jpg"),
-            "--model",
-            str(tiny_pipeline_dir),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = run_cli(
+        "video",
+        str(clip),
+        "--style",
+        str(examples / "van_gogh_starry_night.jpg"),
+        "--model",
+        str(tiny_pipeline_dir),
+        "--out",
+        str(out),
     )
     assert r.returncode == 0, r.stderr
     rate, _, size = probe(out)
@@ -60,23 +52,15 @@ def test_not_a_video_is_a_clear_error(tmp_path, tiny_pipeline_dir, examples):
     with pytest.raises(VideoError):
         probe(bad)
     out = tmp_path / "out.mp4"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganmoco.cli",
-            "video",
-            str(bad),
-            "--style",
-            str(examples / "van_gogh_bridge.jpg"),
-            "--model",
-            str(tiny_pipeline_dir),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = run_cli(
+        "video",
+        str(bad),
+        "--style",
+        str(examples / "van_gogh_bridge.jpg"),
+        "--model",
+        str(tiny_pipeline_dir),
+        "--out",
+        str(out),
     )
-    assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert_one_error_line(r)
     assert not out.exists()
