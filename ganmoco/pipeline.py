@@ -16,6 +16,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from .cpu import tune_allocator
 from .data import ImageInput, load_image, load_mask, to_pil, to_tensor
 from .models.generator import FUSION_TASKS, GanMocoGenerator
 from .models.style_encoder import StyleEncoder
@@ -55,6 +56,7 @@ class GanMocoPipeline(DiffusionPipeline):
         # layers, which a concurrent call (a server's second worker) must not see. On a CPU, torch already
         # spreads one forward over every core, so little throughput is lost.
         self._lock = threading.RLock()
+        tune_allocator()  # large activations from the heap, not fresh pages (see ganmoco/cpu.py)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):

@@ -72,9 +72,14 @@ def test_mask_chooses_where_the_style_goes(pipe, examples):
 def test_preserve_color_keeps_the_content_chroma(pipe, examples):
     content = Image.open(examples / "bird_macaw.jpg").convert("RGB")
     out = pipe.stylize(content, examples / "van_gogh_night_cafe.jpg", preserve_color=True)
-    _, cb, cr = out.convert("YCbCr").split()
-    _, cb0, cr0 = content.convert("YCbCr").split()
-    assert image_diff(cb, cb0) < 1.5 and image_diff(cr, cr0) < 1.5
+    assert image_diff(out, content) > 2.0  # the luminance did change
+    # chroma survives the RGB round trip wherever no channel was clipped at 0 or 255
+    rgb = np.asarray(out)
+    unclipped = ((rgb > 0) & (rgb < 255)).all(-1)
+    assert unclipped.mean() > 0.5
+    chroma = np.asarray(out.convert("YCbCr"), dtype=np.int16)[..., 1:]
+    chroma0 = np.asarray(content.convert("YCbCr"), dtype=np.int16)[..., 1:]
+    assert np.abs(chroma - chroma0)[unclipped].mean() < 1.0
 
 
 def test_fuse_two_and_three_images(pipe, examples):

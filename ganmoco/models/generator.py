@@ -19,26 +19,34 @@ FUSION_TASKS = ("general", "multi-focus", "multi-exposure", "infrared-visible")
 
 
 class ConditionalInstanceNorm(nn.Module):
-    """Instance norm with (1 + gamma, beta) predicted from a code (B, d) or a spatial code map (B, d, h, w)."""
+    """Instance norm with (1 + gamma, beta) predicted from a code (B, d) or a spatial code map (B, d, h, w).
 
-    def __init__(self, channels: int, code_dim: int):
+    The statistics, the normalisation and the modulation are one scale-and-shift per channel (two passes over
+    the activations, not the four of instance_norm followed by an affine), with an optional fused ReLU.
+    """
+
+    def __init__(self, channels: int, code_dim: int, eps: float = 1e-5):
         super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.eps = eps
         self.to_scale_shift = nn.Linear(code_dim, 2 * channels)
         nn.init.zeros_(self.to_scale_shift.weight)
         nn.init.zeros_(self.to_scale_shift.bias)
-        # statistics shared across the tiles of one image (see GanMocoGenerator.shared_norm_stats)
+        # statistics shared across the tiles of one image (see GanMocoGenerator.norm_stats)
         self.recording, self.shared_stats = False, None
 
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.shared_stats is not None and not self.recording:
+            return self.shared_stats
+        # E[x^2] - E[x]^2 in float32 (bf16 autocast would cancel): one fast reduction each, where var_mean
+        # over the spatial dims is several times slower on CPU.
+        xf = x.float()
+        mean = xf.mean((2, 3), keepdim=True)
+        var = ((xf * xf).mean((2, 3), keepdim=True) - mean * mean).clamp_min(0)
         if self.recording:
-            self.shared_stats = (x.mean((2, 3), keepdim=True), x.var((2, 3), unbiased=False, keepdim=True))
-        elif self.shared_stats is not None:
-            mean, var = self.shared_stats
-            return (x - mean) * torch.rsqrt(var + self.norm.eps)
-        return self.norm(x)
+            self.shared_stats = (mean, var)
+        return mean, var
 
-    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, code: torch.Tensor, relu: bool = False) -> torch.Tensor:
         if code.ndim == 2:
             params = self.to_scale_shift(code)[:, :, None, None]
         else:
@@ -47,22 +55,38 @@ class ConditionalInstanceNorm(nn.Module):
             weight = self.to_scale_shift.weight[:, :, None, None]
             params = F.conv2d(code, weight, self.to_scale_shift.bias)
         gamma, beta = params.chunk(2, dim=1)
-        return self._normalise(x) * (1 + gamma) + beta
+        mean, var = self._stats(x)
+        scale = (1 + gamma) * torch.rsqrt(var + self.eps)
+        out = torch.addcmul((beta - mean * scale).to(x.dtype), x, scale.to(x.dtype))
+        return out.relu_() if relu else out
 
 
 class ConvBlock(nn.Module):
-    """(upsample) -> reflection pad -> conv -> conditional instance norm -> ReLU."""
+    """reflection pad -> conv -> conditional instance norm -> ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, code_dim: int, stride: int = 1, upsample: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, code_dim: int, stride: int = 1):
         super().__init__()
-        self.upsample = upsample
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, padding_mode="reflect")
         self.norm = ConditionalInstanceNorm(out_channels, code_dim)
 
     def forward(self, x, code):
-        if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return F.relu(self.norm(self.conv(x), code))
+        return self.norm(self.conv(x), code, relu=True)
+
+
+class UpBlock(nn.Module):
+    """2x upsampling as a sub-pixel conv: a 3x3 conv at the low resolution to 4x the channels, then
+    pixel_shuffle. This equals nearest-upsample -> reflect pad -> 3x3 conv (the kernel of each of the four output
+    phases is the 3x3 kernel folded onto 2x2 taps, and replicate padding at the low resolution is reflect padding
+    at the high one) at the same FLOPs, without ever writing the upsampled input."""
+
+    def __init__(self, in_channels: int, out_channels: int, code_dim: int | None):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1, padding_mode="replicate")
+        self.norm = ConditionalInstanceNorm(out_channels, code_dim) if code_dim else None
+
+    def forward(self, x, code=None):
+        x = F.pixel_shuffle(self.conv(x), 2)
+        return self.norm(x, code, relu=True) if self.norm is not None else x
 
 
 class ResidualBlock(nn.Module):
@@ -74,7 +98,7 @@ class ResidualBlock(nn.Module):
         self.norm2 = ConditionalInstanceNorm(channels, code_dim)
 
     def forward(self, x, code):
-        h = F.relu(self.norm1(self.conv1(x), code))
+        h = self.norm1(self.conv1(x), code, relu=True)
         return x + self.norm2(self.conv2(h), code)
 
 
@@ -131,12 +155,9 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.fusion = FusionBlock(channels[-1])
         self.trunk = nn.ModuleList([ResidualBlock(channels[-1], code_dim) for _ in range(num_res_blocks)])
         self.decoder = nn.ModuleList(
-            [
-                ConvBlock(channels[i], channels[i - 1], code_dim, upsample=True)
-                for i in range(num_downsamples - 1, 0, -1)
-            ]
+            [UpBlock(channels[i], channels[i - 1], code_dim) for i in range(num_downsamples - 1, 0, -1)]
         )
-        self.to_rgb = nn.Conv2d(channels[0], 3, 3, padding=1, padding_mode="reflect")
+        self.to_rgb = UpBlock(channels[0], 3, code_dim=None)
         self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)
         nn.init.normal_(self.task_codes.weight, std=0.1)
 
@@ -156,7 +177,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             h = block(h, code)
             if self.config.skip_connections:  # encoder detail at each scale, so the bottleneck can stay small
                 h = h + skip
-        return self.to_rgb(F.interpolate(h, scale_factor=2, mode="nearest"))
+        return self.to_rgb(h)
 
     def _pad(self, x):
         # a multiple of the total stride, and at least 2x2 at the bottleneck (instance norm needs >1 pixel)
@@ -169,7 +190,8 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         pad_h, pad_w = max(-h % multiple, 2 * multiple - h), max(-w % multiple, 2 * multiple - w)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return x, (h, w)
+        # channels-last: oneDNN's convolutions run ~1.5x faster on CPU, and the rest of the net keeps the format
+        return x.contiguous(memory_format=torch.channels_last), (h, w)
 
     def _norms(self) -> list[ConditionalInstanceNorm]:
         return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
