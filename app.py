@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image, ImageChops, ImageOps
 
-from ganmoco import GanMocoPipeline, ImageError
+from ganmoco import GanMocoPipeline, ImageError, ModelLoadError
 from ganmoco.data import fit_within, load_image
 
 EXAMPLES = Path(__file__).resolve().parent / "ganmoco" / "assets" / "examples"
@@ -29,8 +30,25 @@ FUSION_MODES = {
     "infrared + visible": "infrared-visible",
 }
 
-# Loaded once at start: GANMOCO_MODEL may name a folder or Hub id; otherwise the bundled default model.
-PIPE = GanMocoPipeline.from_pretrained(os.environ.get("GANMOCO_MODEL") or None)
+MAX_STYLES = 4  # style slots in the Stylize tab, each with its own weight
+
+
+def load_pipeline() -> GanMocoPipeline:
+    """The model, loaded once at start: GANMOCO_MODEL names a folder or a Hub repo id (on a Space, set it as a
+    variable); without it, or when the Hub cannot be reached (offline), the bundled default model."""
+    name = os.environ.get("GANMOCO_MODEL")
+    if not name:
+        return GanMocoPipeline.from_pretrained()
+    if Path(name).exists():
+        return GanMocoPipeline.from_pretrained(name)  # a local folder: its errors are the user's to see
+    try:
+        return GanMocoPipeline.from_pretrained(name)
+    except ModelLoadError as err:
+        print(f"ganmoco: could not load {name!r} from the Hub ({err}); using the bundled default model", flush=True)
+        return GanMocoPipeline.from_pretrained()
+
+
+PIPE = load_pipeline()
 
 
 def _image(value, what: str):
@@ -52,20 +70,40 @@ def _check_size(image, max_side):
     return image
 
 
+def _painted_mask(editor):
+    """The strokes painted in the mask editor as an L mask (painted = 255), or None when nothing is painted."""
+    layers = (editor or {}).get("layers") or []
+    alphas = [layer.convert("RGBA").getchannel("A") for layer in layers if layer is not None]
+    if not alphas or not any(a.getbbox() for a in alphas):
+        return None
+    mask = alphas[0]
+    for alpha in alphas[1:]:
+        mask = ImageChops.lighter(mask, alpha)
+    return mask.point(lambda v: 255 if v > 0 else 0)
+
+
 def stylize(
     content,
     style,
-    style2=None,
-    style2_weight=0.5,
     strength=1.0,
     preserve_color=False,
     mask=None,
     output_size="original",
     preset=NO_PRESET,
+    painted=None,
+    split_styles=False,
+    style_weight=1.0,
+    style2=None,
+    style2_weight=1.0,
+    style3=None,
+    style3_weight=1.0,
+    style4=None,
+    style4_weight=1.0,
     progress=gr.Progress(),
 ):
     progress(0.1, desc="reading images")
-    content = _check_size(_image(content, "content photo"), OUTPUT_SIZES.get(output_size))
+    original = _image(content, "content photo")
+    content = _check_size(original, OUTPUT_SIZES.get(output_size))
     if preset and preset != NO_PRESET:  # a filter preset stands in for the first style image
         try:
             first = PIPE.preset(preset)
@@ -73,25 +111,43 @@ def stylize(
             raise gr.Error(str(err)) from None
     else:
         first = _image(style, "style image (or choose a filter preset)")
-    styles, weights = [first], [1.0 - float(style2_weight)]
-    if style2 is not None:
-        styles.append(_image(style2, "second style image"))
-        weights.append(float(style2_weight))
-    else:
-        weights = None
-    mask_image = None if mask is None else _image(mask, "mask")
+    styles, weights = [first], [float(style_weight)]
+    for i, (extra, weight) in enumerate(((style2, style2_weight), (style3, style3_weight), (style4, style4_weight))):
+        if extra is not None:
+            styles.append(_image(extra, f"style image {i + 2}"))
+            weights.append(float(weight))
+    region = _painted_mask(painted)
+    if region is not None:  # painted over the full-size photo: scale to the output
+        region = region.resize(content.size, Image.BILINEAR)
+    elif mask is not None:
+        region = _image(mask, "mask").convert("L")
     progress(0.3, desc="stylizing")
     try:
+        if region is not None and split_styles and len(styles) > 1:
+            # style 1 inside the mask, the weighted blend of the others outside
+            outside = PIPE.blend_codes(styles[1:], weights[1:])
+            styles, weights = [first, outside], None
+            region = [region, ImageOps.invert(region.resize(content.size))]
         return PIPE.stylize(
             content,
             styles,
             weights=weights,
             strength=float(strength),
             preserve_color=bool(preserve_color),
-            mask=mask_image,
+            mask=region,
         )
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
+
+
+def _editor_canvas(content):
+    if content is None:
+        return None
+    try:
+        photo = load_image(content)
+    except ImageError:
+        return None  # the Stylize button reports unreadable photos
+    return {"background": photo, "layers": [], "composite": photo}
 
 
 def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
@@ -159,18 +215,45 @@ def build_demo() -> gr.Blocks:
                         style = gr.Image(
                             label="Style", type="filepath", sources=["upload", "clipboard"], elem_id="style"
                         )
-                        style2 = gr.Image(
-                            label="Second style (optional)", type="filepath", sources=["upload", "clipboard"]
-                        )
-                    preset = gr.Dropdown(
-                        [NO_PRESET, *PIPE.presets], value=NO_PRESET, label="Filter preset (a saved style)"
-                    )
-                    style2_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Weight of the second style")
+                        with gr.Column():
+                            preset = gr.Dropdown(
+                                [NO_PRESET, *PIPE.presets], value=NO_PRESET, label="Filter preset (a saved style)"
+                            )
+                            style_weight = gr.Slider(0, 1, value=1.0, step=0.05, label="Weight of style 1")
+                    with gr.Accordion("Blend more styles", open=False):
+                        extra = []
+                        for i in range(2, MAX_STYLES + 1):
+                            with gr.Row():
+                                extra.append(
+                                    gr.Image(
+                                        label=f"Style {i}",
+                                        type="filepath",
+                                        sources=["upload", "clipboard"],
+                                        elem_id=f"style{i}",
+                                    )
+                                )
+                                extra.append(gr.Slider(0, 1, value=1.0, step=0.05, label=f"Weight of style {i}"))
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="strength")
                     preserve = gr.Checkbox(label="Preserve the photo's colours")
-                    mask = gr.Image(
-                        label="Mask (optional, white = stylized)", type="filepath", sources=["upload"], image_mode="L"
-                    )
+                    with gr.Accordion("Mask: where the style goes", open=False):
+                        painted = gr.ImageEditor(
+                            label="Paint over the photo where the style goes",
+                            type="pil",
+                            sources=[],
+                            layers=False,
+                            transforms=[],
+                            brush=gr.Brush(colors=["#ff3366"], color_mode="fixed", default_size=40),
+                            elem_id="mask-paint",
+                        )
+                        mask = gr.Image(
+                            label="...or upload a mask (white = stylized)",
+                            type="filepath",
+                            sources=["upload"],
+                            image_mode="L",
+                        )
+                        split = gr.Checkbox(
+                            label="Style 1 inside the mask, the other styles outside", elem_id="split-styles"
+                        )
                     size = gr.Radio(list(OUTPUT_SIZES), value="original", label="Output size")
                     run = gr.Button("Stylize", variant="primary", elem_id="stylize-run")
                 with gr.Column():
@@ -184,9 +267,11 @@ def build_demo() -> gr.Blocks:
                 inputs=[content, style],
                 label="Try an example",
             )
+            # the photo becomes the mask editor's canvas, so the mask is painted over what it selects
+            content.change(_editor_canvas, content, painted)
             run.click(
                 stylize,
-                [content, style, style2, style2_weight, strength, preserve, mask, size, preset],
+                [content, style, strength, preserve, mask, size, preset, painted, split, style_weight, *extra],
                 out,
                 api_name="stylize",
             )

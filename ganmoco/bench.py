@@ -64,22 +64,16 @@ class JohnsonNet(nn.Module):
 
 
 class AdaINNet(nn.Module):
-    """Huang & Belongie 2017: VGG19 to relu4_1, AdaIN, mirrored decoder (the style features are cached)."""
+    """Huang & Belongie 2017: VGG19 to relu4_1, AdaIN, the mirrored decoder (the style features are cached)."""
 
     def __init__(self):
         super().__init__()
         from torchvision.models import vgg19
 
+        from .models.adain import AdaINDecoder
+
         self.encoder = vgg19(weights=None).features[:21]
-
-        def conv(cin, cout):
-            return [_conv(cin, cout), nn.ReLU()]
-
-        up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.decoder = nn.Sequential(
-            *conv(512, 256), up, *conv(256, 256), *conv(256, 256), *conv(256, 256), *conv(256, 128), up,
-            *conv(128, 128), *conv(128, 64), up, *conv(64, 64), _conv(64, 3),
-        )  # fmt: skip
+        self.decoder = AdaINDecoder()
 
     def forward(self, x, style_mean, style_std):
         f = self.encoder(x)

