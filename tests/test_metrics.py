@@ -1,0 +1,143 @@
+"""The evaluator: metric values on cases whose answer is known, the baselines, and `ganmoco eval` end to end."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from ganmoco import baselines, metrics
+from ganmoco.data import fit_within, load_image, synthetic_fusion_pair, to_tensor
+
+from .conftest import assert_one_error_line, run_cli
+
+
+@pytest.fixture(scope="module")
+def photos(examples):
+    return {
+        name: to_tensor(fit_within(load_image(examples / f"{name}.jpg"), 96))
+        for name in ("castle_chambord", "bird_owl", "van_gogh_starry_night", "van_gogh_bridge")
+    }
+
+
+def test_frechet_distance_equals_torchmetrics_fid():
+    torch.manual_seed(0)
+    real, fake = torch.randn(12, 64) * 2 + 1, torch.randn(9, 64)
+
+    class Features(nn.Module):
+        num_features = 64
+
+        def forward(self, x):
+            return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fid = FrechetInceptionDistance(feature=Features())
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    assert metrics.frechet_distance(real, fake) == pytest.approx(fid.compute().item(), rel=1e-5)
+    assert metrics.frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_style_metrics_rank_the_obvious_cases(photos):
+    content, style = photos["castle_chambord"], photos["van_gogh_starry_night"]
+    score = metrics.StyleMetrics()
+    itself = score(content, content, style)
+    assert itself["content_distance"] == pytest.approx(0.0, abs=1e-6) and itself["ssim"] == pytest.approx(1.0)
+    colour = score(baselines.lab_colour_transfer(content, style), content, style)
+    # a colour transfer moves the palette toward the painting and keeps the structure
+    assert colour["colour_histogram_distance"] < itself["colour_histogram_distance"]
+    assert colour["mean_std_distance"] < itself["mean_std_distance"]
+    assert colour["ssim"] > 0.6 and colour["content_distance"] > 0
+    noise = torch.rand_like(content) * 2 - 1
+    assert score(noise, content, style)["ssim"] < 0.2
+    assert metrics.colour_histogram_distance(style, style) == 0.0
+
+
+def test_lab_round_trip_and_colour_transfer_statistics(photos):
+    x = photos["bird_owl"]
+    assert (baselines.lab_to_rgb(baselines.rgb_to_lab(x)) - x).abs().max() < 1e-4
+    out = baselines.lab_colour_transfer(x, photos["van_gogh_bridge"])
+    lab_out, lab_style = baselines.rgb_to_lab(out), baselines.rgb_to_lab(photos["van_gogh_bridge"])
+    # matched up to the sRGB gamut clamp
+    assert (lab_out.mean((2, 3)) - lab_style.mean((2, 3))).abs().max() < 3.0
+
+
+def test_fusion_metrics_on_known_images(photos):
+    x = photos["castle_chambord"][..., :64, :64]
+    sources = [s[None] for s in synthetic_fusion_pair(x[0], "multi-focus", np.random.default_rng(0))]
+    clean, blurred = metrics.fusion_metrics(sources, x), metrics.fusion_metrics(sources, torch.zeros_like(x))
+    # the sharp original keeps more edges, information and detail than a flat grey image
+    for key in ("EN", "SD", "SF", "AG", "MI", "Qabf"):
+        assert clean[key] > blurred[key], key
+    assert blurred["EN"] == 0.0 and blurred["SD"] == 0.0
+    same = metrics.fusion_metrics([x, x], x)
+    assert same["SSIM"] == pytest.approx(1.0) and same["Qabf"] > 0.95
+    assert same["MI"] == pytest.approx(2 * metrics.entropy(metrics.gray255(x)), rel=1e-6)  # MI(A, A) = H(A)
+    ref = metrics.reference_metrics(x, x)
+    assert ref["SSIM_ref"] == pytest.approx(1.0) and ref["PSNR_ref"] > 60
+    a, b = x, -x
+    assert torch.equal(baselines.max_abs_fusion([a, b * 0.5]), a)
+    assert torch.allclose(baselines.average_fusion([a, b]), torch.zeros_like(a))
+
+
+def test_gatys_moves_toward_the_style(photos):
+    content, style = photos["castle_chambord"][..., :64, :64], photos["van_gogh_starry_night"]
+    score = metrics.StyleMetrics()
+    out = baselines.Gatys(steps=25)(content, style)
+    assert out.shape == content.shape and out.abs().max() <= 1
+    assert score(out, content, style)["gram_distance"] < score(content, content, style)["gram_distance"]
+
+
+def test_eval_command_writes_json_and_grids(tmp_path, examples, tiny_pipeline_dir):
+    from ganmoco.models.adain import AdaINDecoder
+
+    adain = tmp_path / "adain"
+    AdaINDecoder().save_pretrained(adain)
+    out = tmp_path / "eval"
+    r = run_cli(
+        "eval",
+        "--model", str(tiny_pipeline_dir),
+        "--contents", str(examples / "bird_owl.jpg"), str(examples / "castle_chambord.jpg"),
+        "--styles", str(examples / "van_gogh_bridge.jpg"), str(examples / "van_gogh_starry_night.jpg"),
+        "--adain", str(adain),
+        "--gatys-pairs", "2", "--gatys-steps", "2",
+        "--max-side", "64", "--fusion-size", "64",
+        "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["style"]) == {"ganmoco", "content", "colour-transfer", "adain", "gatys"}
+    assert report["style"]["gatys"]["summary"]["pairs"] == 2 and report["style"]["ganmoco"]["summary"]["pairs"] == 4
+    summary = report["style"]["content"]["summary"]
+    assert (
+        summary["content_distance"] == 0
+        and summary["fid"] > 0
+        and summary["art_fid"] == pytest.approx(1 + summary["fid"])
+    )
+    assert set(report["fusion"]) == {"multi-focus", "multi-exposure"}
+    assert set(report["fusion"]["multi-focus"]) == {"ganmoco", "average", "max-abs"}
+    assert set(report["fusion"]["multi-focus"]["average"]) == {
+        "EN", "SD", "SF", "AG", "MI", "SSIM", "VIF", "Qabf", "PSNR_ref", "SSIM_ref"
+    }  # fmt: skip
+    for method in report["style"]:
+        grid = Image.open(out / f"grid_{method}.png")
+        assert grid.size == (160 * 3, 160 * 3)
+    assert "| ganmoco |" in (out / "metrics.md").read_text()
+
+
+def test_eval_bad_input_is_one_error_line(tmp_path, examples):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    r = run_cli("eval", "--contents", str(bad), "--styles", str(examples), "--out", str(tmp_path / "o"))
+    assert_one_error_line(r)
+    assert "broken.jpg" in r.stderr
+    r = run_cli("eval", "--contents", str(examples / "bird_owl.jpg"), "--styles", str(examples / "van_gogh_bridge.jpg"),
+                "--out", str(tmp_path / "o"))  # fmt: skip
+    assert_one_error_line(r)
+    assert "at least 2" in r.stderr
+    assert not (tmp_path / "o").exists()
