@@ -163,6 +163,46 @@ def _measure(task: str, size: int, repeats: int, queue) -> None:
     )
 
 
+def video_report(frames: int = 48, size: tuple[int, int] = (640, 360)) -> list[dict]:
+    """Frames/s of `stylize_frames` on a panning 640x360 clip made from a bundled photo, and its flicker: the
+    mean absolute change between consecutive output frames over the input's, per frame on its own
+    (consistency 0) and with the running norm statistics (the default)."""
+    import numpy as np
+    from PIL import Image
+
+    from .cpu import tune_allocator
+    from .pipeline import DEFAULT_MODEL, GanMocoPipeline
+
+    tune_allocator()
+    pipe = GanMocoPipeline.from_pretrained()
+    examples = DEFAULT_MODEL.parent / "examples"
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")
+    photo = photo.resize((size[0] + 2 * frames, round(photo.height * (size[0] + 2 * frames) / photo.width)))
+    clip = [photo.crop((2 * t, 0, 2 * t + size[0], size[1])) for t in range(frames)]
+    style = examples / "van_gogh_starry_night.jpg"
+    pipe.style_code(style)  # the style code is cached, as in a video call
+
+    def change(seq):
+        arrays = [np.asarray(f, np.float32) for f in seq]
+        return float(np.mean([np.abs(b - a).mean() for a, b in zip(arrays, arrays[1:], strict=False)]))
+
+    rows = []
+    for consistency in (0.0, 0.9):
+        list(pipe.stylize_frames(clip[:2], style, consistency=consistency))  # warm-up
+        start = time.perf_counter()
+        out = list(pipe.stylize_frames(clip, style, consistency=consistency))
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "task": f"video consistency={consistency}",
+                "size": f"{size[0]}x{size[1]}",
+                "frames_per_s": round(frames / seconds, 1),
+                "flicker": round(change(out) / change(clip), 3),
+            }
+        )
+    return rows
+
+
 def measure(task: str, size: int, repeats: int) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -196,6 +236,7 @@ def main(argv=None) -> int:
     p.add_argument("--reference_max_size", type=int, default=1024, help="largest size the reference nets run at")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--plot", help="write a PNG of time against pixel count")
+    p.add_argument("--video", action="store_true", help="also measure video: frames/s at 640x360 and flicker")
     args = p.parse_args(argv)
     results = []
     for task in args.tasks:
@@ -206,6 +247,8 @@ def main(argv=None) -> int:
             if not args.json:
                 print(f"  measured {task} at {size}: {results[-1]['median_s']} s", file=sys.stderr)
     report = {"machine": machine(), "results": results}
+    if args.video:
+        report["video"] = video_report()
     if args.plot:
         plot(results, args.plot)
     if args.json:
@@ -229,6 +272,13 @@ def table(report: dict) -> str:
         lines.append(
             f"| {r['task']} | {r['size']} | {r['median_s']} | {ratio} | {gflop} | {rate} | {r['peak_rss_mb']} |"
         )
+    if "video" in report:
+        lines += [
+            "",
+            "| video | size | frames/s | flicker (output change / input change) |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [f"| {r['task']} | {r['size']} | {r['frames_per_s']} | {r['flicker']} |" for r in report["video"]]
     return "\n".join(lines)
 
 

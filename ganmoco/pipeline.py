@@ -253,24 +253,13 @@ class GanMocoPipeline(DiffusionPipeline):
             raise ValueError(f"consistency must be in [0, 1), got {consistency}")
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
         code = self.blend_codes(styles, weights).to(self.generator.dtype)
-        stats = None
+        state = []  # the running statistics, carried from frame to frame
         for frame in frames:
             image = load_image(frame)
             x = to_tensor(image).to(self.device, self.generator.dtype)
             frame_code = torch.lerp(self.style_code(image), code, float(strength)) if strength < 1.0 else code
-            scale = min(1.0, 320 / max(image.size))  # statistics from a small copy: cheap and stable
-            small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
-            with self._lock:
-                current = self.generator.norm_stats(small, frame_code)
-                if stats is None:
-                    stats = current
-                else:
-                    stats = [
-                        (torch.lerp(m1, m0, consistency), torch.lerp(v1, v0, consistency))
-                        for (m0, v0), (m1, v1) in zip(stats, current, strict=True)
-                    ]
-                with self.generator.use_norm_stats(stats):
-                    result = to_pil(self.generator(x, frame_code))
+            with self._lock, self.generator.running_norm_stats(consistency, state):
+                result = to_pil(self.generator(x, frame_code))
             yield _keep_colours(result, image) if preserve_color else result
 
     def stylize_video(

@@ -55,6 +55,56 @@ def test_generator_spatial_code_map_equals_uniform_code():
     assert not torch.allclose(flat, other, atol=1e-3)
 
 
+def _perturbed_generator():
+    torch.manual_seed(0)
+    G = GanMocoGenerator(**TINY_GENERATOR).eval()
+    with torch.no_grad():  # an untrained generator has identity modulation; make the norms matter
+        for p in G.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return G
+
+
+def test_sub_pixel_upsampling_equals_nearest_upsample_then_conv():
+    from ganmoco.models.generator import UpBlock
+
+    torch.manual_seed(0)
+    block, x = UpBlock(5, 4, code_dim=None), torch.randn(1, 5, 9, 7)
+    reference = torch.nn.Conv2d(5, 4, 3, padding=1, padding_mode="reflect")
+    # fold the 3x3 kernel of the high-resolution conv onto each of the four output phases
+    fold = torch.tensor([[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]], [[0.0, 0, 0], [1, 1, 0], [0, 0, 1]]])
+    with torch.no_grad():
+        kernel = torch.einsum("aij,ocjk,blk->oabcil", fold, reference.weight, fold).reshape(16, 5, 3, 3)
+        block.conv.weight.copy_(kernel)
+        block.conv.bias.copy_(reference.bias.repeat_interleave(4))
+        expected = reference(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+        assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_running_norm_statistics_over_frames():
+    G, code = _perturbed_generator(), torch.randn(1, 16)
+    a, b = torch.rand(1, 3, 32, 40) * 2 - 1, torch.rand(1, 3, 32, 40) * 2 - 1
+    with torch.no_grad():
+        with G.running_norm_stats(0.0):  # momentum 0: every frame on its own
+            assert torch.allclose(G(b, code), G(b, code)) and torch.allclose(G(a, code), G.stylize(a, code))
+        with G.running_norm_stats(0.9):  # a static clip stays static
+            outs = [G(a, code) for _ in range(3)]
+        assert all(torch.allclose(outs[0], o, atol=1e-6) for o in outs[1:])
+        assert torch.allclose(outs[0], G(a, code), atol=1e-5)
+        with G.running_norm_stats(0.9):  # the second frame leans on the first frame's statistics
+            G(a, code)
+            b_after_a = G(b, code)
+        assert (b_after_a - G(b, code)).abs().mean() > 1e-3
+        state = []  # carried across blocks (other calls may run between frames), the same numbers
+        with G.running_norm_stats(0.9, state):
+            G(a, code)
+        assert G(a, code).shape == a.shape  # a call in between, outside the block
+        with G.running_norm_stats(0.9, state):
+            assert torch.allclose(G(b, code), b_after_a, atol=1e-6)
+    with pytest.raises(ValueError, match="momentum"):
+        with G.running_norm_stats(1.0):
+            pass
+
+
 def test_generator_config_errors_name_the_argument():
     with pytest.raises(ValueError, match="base_channels"):
         GanMocoGenerator(base_channels=-4)

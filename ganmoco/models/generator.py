@@ -31,8 +31,10 @@ class ConditionalInstanceNorm(nn.Module):
         self.to_scale_shift = nn.Linear(code_dim, 2 * channels)
         nn.init.zeros_(self.to_scale_shift.weight)
         nn.init.zeros_(self.to_scale_shift.bias)
-        # statistics shared across the tiles of one image (see GanMocoGenerator.norm_stats)
+        # statistics shared across the tiles of one image (see GanMocoGenerator.norm_stats), or a running
+        # average over the frames of a video (see GanMocoGenerator.running_norm_stats)
         self.recording, self.shared_stats = False, None
+        self.momentum, self.running_stats = None, None
 
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.shared_stats is not None and not self.recording:
@@ -44,6 +46,11 @@ class ConditionalInstanceNorm(nn.Module):
         var = ((xf * xf).mean((2, 3), keepdim=True) - mean * mean).clamp_min(0)
         if self.recording:
             self.shared_stats = (mean, var)
+        if self.momentum is not None:
+            if self.running_stats is not None:
+                old_mean, old_var = self.running_stats
+                mean, var = torch.lerp(mean, old_mean, self.momentum), torch.lerp(var, old_var, self.momentum)
+            self.running_stats = (mean, var)
         return mean, var
 
     def forward(self, x: torch.Tensor, code: torch.Tensor, relu: bool = False) -> torch.Tensor:
@@ -222,6 +229,28 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         finally:
             for norm in norms:
                 norm.shared_stats = None
+
+    @contextmanager
+    def running_norm_stats(self, momentum: float, state: list | None = None):
+        """Inside the block every norm normalises with a running average of the statistics of the inputs it
+        has seen (new = lerp(current, previous, momentum)): the frames of one video share a slowly moving
+        normalisation, at no extra cost per frame. momentum 0 = every input on its own. `state` (a list,
+        updated in place on exit) carries the averages from one block to the next, so that other calls may run
+        between two frames."""
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        norms = self._norms()
+        state = [] if state is None else state
+        if state and len(state) != len(norms):
+            raise ValueError(f"expected running statistics for {len(norms)} norms, got {len(state)}")
+        try:
+            for i, norm in enumerate(norms):
+                norm.momentum, norm.running_stats = momentum, state[i] if state else None
+            yield state
+        finally:
+            state[:] = [norm.running_stats for norm in norms]
+            for norm in norms:
+                norm.momentum, norm.running_stats = None, None
 
     def task_code(self, task: int | torch.Tensor, batch: int) -> torch.Tensor:
         task = torch.as_tensor(task, device=self.task_codes.weight.device, dtype=torch.long)
