@@ -91,12 +91,23 @@ def image_gradient(image: torch.Tensor) -> torch.Tensor:
     return gx.abs() + gy.abs()
 
 
-def fusion_intensity_loss(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """L_int = mean(|Y(F) - max_i Y(S_i)|): keep the salient (brightest) intensity of the sources (U2Fusion-like).
+def fusion_intensity_loss(
+    fused: torch.Tensor, sources: torch.Tensor, exposure: torch.Tensor | None = None, sigma: float = 0.2
+) -> torch.Tensor:
+    """L_int = mean(|Y(F) - T|) with T = max_i Y(S_i), the salient (brightest) intensity (U2Fusion-like), or,
+    for the items where `exposure` (B,) is true, T = sum_i w_i Y(S_i) / sum_i w_i with the well-exposedness
+    w_i = exp(-(Y_i - 1/2)^2 / (2 sigma^2)) of Mertens et al. (Y in [0, 1]): the brightest exposure of a bracket
+    is the over-exposed one.
 
     `sources` has shape (B, N, 3, H, W).
     """
-    target = luminance(sources.flatten(0, 1)).view(*sources.shape[:2], 1, *sources.shape[-2:]).amax(1)
+    y = luminance(sources.flatten(0, 1)).view(*sources.shape[:2], 1, *sources.shape[-2:])
+    target = y.amax(1)
+    if exposure is not None:
+        unit = (y + 1) / 2
+        w = torch.exp(-((unit - 0.5) ** 2) / (2 * sigma**2)) + 1e-6
+        exposed = (w * y).sum(1) / w.sum(1)
+        target = torch.where(exposure.view(-1, 1, 1, 1).to(target.device), exposed, target)
     return (luminance(fused) - target).abs().mean()
 
 
@@ -115,11 +126,17 @@ def fusion_ssim_loss(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor
 
 
 def fusion_loss(
-    fused: torch.Tensor, sources: torch.Tensor, w_int: float = 1.0, w_grad: float = 1.0, w_ssim: float = 1.0
+    fused: torch.Tensor,
+    sources: torch.Tensor,
+    w_int: float = 1.0,
+    w_grad: float = 1.0,
+    w_ssim: float = 1.0,
+    exposure: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_fusion = w_int L_int + w_grad L_grad + w_ssim L_ssim; returns the total and the raw terms."""
+    """L_fusion = w_int L_int + w_grad L_grad + w_ssim L_ssim; returns the total and the raw terms.
+    `exposure` (B,) marks exposure brackets (see fusion_intensity_loss)."""
     terms = {
-        "fusion_intensity": fusion_intensity_loss(fused, sources),
+        "fusion_intensity": fusion_intensity_loss(fused, sources, exposure),
         "fusion_gradient": fusion_gradient_loss(fused, sources),
         "fusion_ssim": fusion_ssim_loss(fused, sources),
     }

@@ -74,3 +74,20 @@ def test_losses_are_differentiable():
     total, _ = losses.fusion_loss(x, sources)
     (total + losses.total_variation_loss(x)).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_exposure_brackets_aim_at_the_well_exposed_intensity():
+    torch.manual_seed(0)
+    clean = torch.rand(1, 3, 16, 16) * 1.2 - 0.6  # mid-grey-ish scene
+    dark, bright = (clean - 0.9).clamp(-1, 1), (clean + 0.9).clamp(-1, 1)
+    sources = torch.stack([dark, bright], dim=1)
+    exposure = torch.tensor([True])
+    # the brightest-source target rewards the over-exposed frame; the exposure target the well-exposed scene
+    assert losses.fusion_intensity_loss(bright, sources) < losses.fusion_intensity_loss(clean, sources)
+    assert losses.fusion_intensity_loss(clean, sources, exposure) < losses.fusion_intensity_loss(
+        bright, sources, exposure
+    )
+    # items that are not brackets keep the max target
+    both = torch.cat([sources, sources])
+    mixed = losses.fusion_intensity_loss(torch.cat([bright, bright]), both, torch.tensor([False, False]))
+    assert mixed == pytest.approx(losses.fusion_intensity_loss(bright, sources).item())

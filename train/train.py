@@ -48,6 +48,7 @@ from ganmoco.data import (
     to_tensor,
 )
 from ganmoco.models import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
+from ganmoco.models.generator import FUSION_TASKS
 from ganmoco.pipeline import GanMocoPipeline
 
 logger = get_logger(__name__)
@@ -272,7 +273,10 @@ def fusion_step(G, D, nets, batch, args):
     sources, task, reference = batch
     fused = G(sources, task=task)
     code = extract_model_from_parallel(G).task_code(task, sources.shape[0]).detach()
-    fusion, terms = losses.fusion_loss(fused, sources)
+    exposure = torch.as_tensor(task, device=sources.device).expand(sources.shape[0]) == FUSION_TASKS.index(
+        "multi-exposure"
+    )
+    fusion, terms = losses.fusion_loss(fused, sources, exposure=exposure)
     with torch.no_grad():
         f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
     f_fused = vgg(fused)
