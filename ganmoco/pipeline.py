@@ -26,7 +26,7 @@ _STYLE_CACHE_SIZE = 32
 AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told otherwise
 DEFAULT_TILE = 1024
 TILE_MARGIN = 64  # > the generator's receptive-field radius: each kept pixel sees all it would untiled
-THUMBNAIL_SIDE = 1024  # tiles share the normalisation statistics of a thumbnail of this size
+THUMBNAIL_SIDE = 2048  # tiles share the statistics of the image at up to this side: exact up to 2048 px
 
 
 class ModelLoadError(OSError):
