@@ -39,11 +39,11 @@ def load_pipeline() -> GanMocoPipeline:
     name = os.environ.get("GANMOCO_MODEL")
     if not name:
         return GanMocoPipeline.from_pretrained()
-    if Path(name).exists():
-        return GanMocoPipeline.from_pretrained(name)  # a local folder: its errors are the user's to see
     try:
         return GanMocoPipeline.from_pretrained(name)
     except ModelLoadError as err:
+        if Path(name).exists():
+            raise  # a local folder: its errors are the user's to see
         print(f"ganmoco: could not load {name!r} from the Hub ({err}); using the bundled default model", flush=True)
         return GanMocoPipeline.from_pretrained()
 
@@ -102,8 +102,7 @@ def stylize(
     progress=gr.Progress(),
 ):
     progress(0.1, desc="reading images")
-    original = _image(content, "content photo")
-    content = _check_size(original, OUTPUT_SIZES.get(output_size))
+    content = _check_size(_image(content, "content photo"), OUTPUT_SIZES.get(output_size))
     if preset and preset != NO_PRESET:  # a filter preset stands in for the first style image
         try:
             first = PIPE.preset(preset)
@@ -127,7 +126,7 @@ def stylize(
             # style 1 inside the mask, the weighted blend of the others outside
             outside = PIPE.blend_codes(styles[1:], weights[1:])
             styles, weights = [first, outside], None
-            region = [region, ImageOps.invert(region.resize(content.size))]
+            region = [region, ImageOps.invert(region)]
         return PIPE.stylize(
             content,
             styles,

@@ -134,8 +134,19 @@ class StyleMetrics:
         self.vgg = FeatureExtractor("vgg16", layers=tuple(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS)))
 
     @torch.no_grad()
-    def __call__(self, output: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
-        f_out, f_content, f_style = self.vgg(output), self.vgg(content), self.vgg(style)
+    def __call__(
+        self,
+        output: torch.Tensor,
+        content: torch.Tensor,
+        style: torch.Tensor,
+        f_content: dict[str, torch.Tensor] | None = None,
+        f_style: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """`f_content` / `f_style`: the features `self.vgg` gives for content / style, when already computed
+        (an evaluation scores every method against the same images)."""
+        f_out = self.vgg(output)
+        f_content = self.vgg(content) if f_content is None else f_content
+        f_style = self.vgg(style) if f_style is None else f_style
         return {
             "content_distance": content_distance(f_out, f_content),
             "ssim": structure_ssim(output, content),
