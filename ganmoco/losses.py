@@ -125,6 +125,12 @@ def fusion_ssim_loss(fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor
     return 1 - structural_similarity_index_measure(x, y, data_range=1.0)
 
 
+def fusion_reference_loss(fused: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """L_ref = mean(|F - R|) + 1 - SSIM(F, R): the distance to the clean image R a synthetic pair was made from."""
+    x, y = (fused.float() + 1) / 2, (reference.float() + 1) / 2
+    return (x - y).abs().mean() + 1 - structural_similarity_index_measure(x, y, data_range=1.0)
+
+
 def fusion_loss(
     fused: torch.Tensor,
     sources: torch.Tensor,
@@ -132,8 +138,11 @@ def fusion_loss(
     w_grad: float = 1.0,
     w_ssim: float = 1.0,
     exposure: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
+    w_ref: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_fusion = w_int L_int + w_grad L_grad + w_ssim L_ssim; returns the total and the raw terms.
+    """L_fusion = w_int L_int + w_grad L_grad + w_ssim L_ssim (+ w_ref L_ref when the clean `reference` is
+    known, as for synthetic pairs); returns the total and the raw terms.
     `exposure` (B,) marks exposure brackets (see fusion_intensity_loss)."""
     terms = {
         "fusion_intensity": fusion_intensity_loss(fused, sources, exposure),
@@ -141,4 +150,7 @@ def fusion_loss(
         "fusion_ssim": fusion_ssim_loss(fused, sources),
     }
     total = w_int * terms["fusion_intensity"] + w_grad * terms["fusion_gradient"] + w_ssim * terms["fusion_ssim"]
+    if reference is not None:
+        terms["fusion_reference"] = fusion_reference_loss(fused, reference)
+        total = total + w_ref * terms["fusion_reference"]
     return total, terms

@@ -68,6 +68,18 @@ def test_fusion_loss_total_is_the_weighted_sum():
     assert total.item() == pytest.approx(expected.item())
 
 
+def test_reference_term_supervises_synthetic_pairs_only_when_given():
+    torch.manual_seed(0)
+    clean = torch.rand(1, 3, 32, 32) * 2 - 1
+    sources = torch.stack([clean * 0.5, clean * 0.5 + 0.4], dim=1)
+    assert losses.fusion_reference_loss(clean, clean).item() == pytest.approx(0.0, abs=1e-5)
+    assert losses.fusion_reference_loss(sources[:, 0], clean) > 0.1
+    plain, terms = losses.fusion_loss(sources[:, 0], sources)
+    assert "fusion_reference" not in terms
+    total, terms = losses.fusion_loss(sources[:, 0], sources, reference=clean, w_ref=2.0)
+    assert total.item() == pytest.approx(plain.item() + 2 * terms["fusion_reference"].item(), rel=1e-5)
+
+
 def test_losses_are_differentiable():
     x = torch.rand(1, 3, 16, 16, requires_grad=True)
     sources = torch.rand(1, 2, 3, 16, 16)

@@ -102,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="share of L_style from Inception mean-std statistics (beside VGG Gram matrices)",
     )
+    loss.add_argument(
+        "--fusion_reference_weight",
+        type=float,
+        default=1.0,
+        help="weight in L_fusion of the distance to the clean photo a synthetic pair was made from (0: off)",
+    )
     loss.add_argument("--gan_loss", choices=sorted(losses.ADVERSARIAL), default="hinge")
     train = p.add_argument_group("training")
     train.add_argument("--output_dir", required=True)
@@ -267,8 +273,11 @@ def style_step(G, E, D, nets, batch_c, batch_s, args):
     return loss, fake, code.detach(), batch_s, terms
 
 
-def fusion_step(G, D, nets, batch, args):
-    """Generator losses of a fusion batch; the discriminator's real images are the clean references."""
+def fusion_step(G, D, nets, batch, args, synthetic: bool):
+    """Generator losses of a fusion batch; the discriminator's real images are the clean references.
+
+    A synthetic pair's reference is the photo it was made from, so it also supervises the output; a folder
+    scene's stands in (its first source) and does not."""
     vgg, _ = nets
     sources, task, reference = batch
     fused = G(sources, task=task)
@@ -276,7 +285,14 @@ def fusion_step(G, D, nets, batch, args):
     exposure = torch.as_tensor(task, device=sources.device).expand(sources.shape[0]) == FUSION_TASKS.index(
         "multi-exposure"
     )
-    fusion, terms = losses.fusion_loss(fused, sources, exposure=exposure)
+    supervised = synthetic and args.fusion_reference_weight > 0
+    fusion, terms = losses.fusion_loss(
+        fused,
+        sources,
+        exposure=exposure,
+        reference=reference if supervised else None,
+        w_ref=args.fusion_reference_weight,
+    )
     with torch.no_grad():
         f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
     f_fused = vgg(fused)
@@ -436,8 +452,10 @@ def main(args: argparse.Namespace) -> Path:
             with accelerator.accumulate(G, E, D):
                 D.requires_grad_(False)  # no generator gradient may reach D (it would leak into D's next step)
                 if is_fusion:
-                    batch = streams[fusion_streams[rng.randrange(len(fusion_streams))]].next()
-                    loss_G, fake, code, real, terms = fusion_step(G, D_frozen, nets, batch, args)
+                    stream = fusion_streams[rng.randrange(len(fusion_streams))]
+                    loss_G, fake, code, real, terms = fusion_step(
+                        G, D_frozen, nets, streams[stream].next(), args, synthetic=stream == "synthetic_fusion"
+                    )
                 else:
                     loss_G, fake, code, real, terms = style_step(
                         G, E, D_frozen, nets, streams["content"].next(), streams["style"].next(), args
@@ -584,6 +602,7 @@ def write_model_card(output_dir: Path, args, counts: dict, steps: int) -> None:
         "lambda_adv": args.lambda_adv,
         "alpha_style": args.alpha_style,
         "beta_fusion": args.beta_fusion,
+        "fusion_reference_weight": args.fusion_reference_weight,
         "gamma_feature": args.gamma_feature,
         "lambda_tv": args.lambda_tv,
         "gan_loss": args.gan_loss,
