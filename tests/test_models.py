@@ -80,6 +80,18 @@ def test_sub_pixel_upsampling_equals_nearest_upsample_then_conv():
         assert torch.allclose(block(x), expected, atol=1e-5)
 
 
+def test_fresh_sub_pixel_upsampling_has_no_checkerboard():
+    from ganmoco.models.generator import UpBlock
+
+    torch.manual_seed(0)
+    block, x = UpBlock(5, 4, code_dim=None), torch.randn(1, 5, 9, 7)
+    with torch.no_grad():
+        out = block(x)
+        # ICNR start: every 2x2 output cell is one value, i.e. nearest-upsampling of a low-resolution conv
+        assert torch.equal(out, torch.nn.functional.interpolate(out[..., ::2, ::2], scale_factor=2, mode="nearest"))
+        assert out.std() > 0.1  # and not by being constant
+
+
 def test_running_norm_statistics_over_frames():
     G, code = _perturbed_generator(), torch.randn(1, 16)
     a, b = torch.rand(1, 3, 32, 40) * 2 - 1, torch.rand(1, 3, 32, 40) * 2 - 1

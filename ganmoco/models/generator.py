@@ -90,6 +90,11 @@ class UpBlock(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1, padding_mode="replicate")
         self.norm = ConditionalInstanceNorm(out_channels, code_dim) if code_dim else None
+        # ICNR (Aitken et al. 2017): the four phases of each output channel start equal, so a fresh generator
+        # upsamples like nearest-neighbour instead of starting from a checkerboard it must unlearn.
+        with torch.no_grad():
+            self.conv.weight.copy_(self.conv.weight[::4].repeat_interleave(4, dim=0))
+            self.conv.bias.copy_(self.conv.bias[::4].repeat_interleave(4, dim=0))
 
     def forward(self, x, code=None):
         x = F.pixel_shuffle(self.conv(x), 2)
