@@ -43,6 +43,16 @@ def test_frechet_distance_equals_torchmetrics_fid():
     assert metrics.frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_kid_is_reproducible_and_ranks_sets(photos):
+    styles = [photos["van_gogh_starry_night"], photos["van_gogh_bridge"]]
+    # more outputs than paintings: KID draws subsets of the outputs
+    contents = [photos["castle_chambord"], photos["bird_owl"], photos["castle_chambord"].flip(-1), -photos["bird_owl"]]
+    first = metrics.distribution_distances(contents, styles)
+    torch.rand(100)  # the global random state moves; KID's subsets must not
+    assert metrics.distribution_distances(contents, styles) == first
+    assert metrics.distribution_distances(styles, styles)["kid"] < first["kid"]
+
+
 def test_style_metrics_rank_the_obvious_cases(photos):
     content, style = photos["castle_chambord"], photos["van_gogh_starry_night"]
     score = metrics.StyleMetrics()
@@ -120,10 +130,14 @@ def test_eval_command_writes_json_and_grids(tmp_path, examples, tiny_pipeline_di
         and summary["art_fid"] == pytest.approx(1 + summary["fid"])
     )
     assert set(report["fusion"]) == {"multi-focus", "multi-exposure"}
-    assert set(report["fusion"]["multi-focus"]) == {"ganmoco", "average", "max-abs"}
+    assert set(report["fusion"]["multi-focus"]) == {"ganmoco", "average", "max-abs", "reference"}
     assert set(report["fusion"]["multi-focus"]["average"]) == {
         "EN", "SD", "SF", "AG", "MI", "SSIM", "VIF", "Qabf", "PSNR_ref", "SSIM_ref"
     }  # fmt: skip
+    # the clean photo itself: scored on the no-reference metrics, shown as "-" on the reference ones
+    assert "PSNR_ref" not in report["fusion"]["multi-focus"]["reference"]
+    assert report["fusion"]["multi-focus"]["reference"]["SF"] > report["fusion"]["multi-focus"]["average"]["SF"]
+    assert "| reference | " in (out / "metrics.md").read_text() and "| - | - |" in (out / "metrics.md").read_text()
     for method in report["style"]:
         grid = Image.open(out / f"grid_{method}.png")
         assert grid.size == (160 * 3, 160 * 3)
