@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
 from ganmoco import GanMocoPipeline
@@ -246,7 +246,7 @@ def test_gradient_accumulation_matches_a_larger_batch(tiny_data, tiny_configs, t
     other_styles = tmp_path / "other_styles"
     other_styles.mkdir()
     for i, path in enumerate(sorted((tiny_data / "style").iterdir())):
-        Image.open(path).transpose(Image.ROTATE_90).save(other_styles / f"s{i}.png")
+        ImageOps.invert(Image.open(path).convert("RGB")).save(other_styles / f"s{i}.png")
     other, _ = _first_step(
         tmp_path, "other", tiny_data, tiny_configs, "--train_batch_size", "4", style_dir=other_styles
     )
