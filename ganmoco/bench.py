@@ -109,7 +109,7 @@ def _workload(task: str, size: int, workdir: str):
         config = DEFAULT_MODEL / "generator" / "config.json"
         G = GanMocoGenerator.from_config(json.loads(config.read_text())) if config.is_file() else GanMocoGenerator()
         G.eval()
-        code = torch.randn(1, G.config.code_dim)
+        code = G.style_code(torch.randn(1, G.config.code_dim), x)
         if task == "stylize":
             run = lambda: G(x, code)  # noqa: E731
             return run, _flops(run)

@@ -24,11 +24,12 @@ class _Stylize(nn.Module):
 
 def export_onnx(generator: GanMocoGenerator, path: str | os.PathLike, opset: int = 17) -> Path:
     """Write `image = G(content, code)` as ONNX: content (1, 3, H, W) in [-1, 1] with any H, W >= 16 and
-    code (1, code_dim) from the style encoder. Written atomically."""
+    code (1, style_code_dim) from `GanMocoPipeline.style_code`. Written atomically."""
     path = Path(path)
     generator = generator.eval().float()
     content = torch.rand(1, 3, 64, 48) * 2 - 1
-    code = torch.zeros(1, generator.config.code_dim)
+    with torch.no_grad():
+        code = generator.style_code(torch.zeros(1, generator.config.code_dim), content)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
     os.close(fd)
     try:

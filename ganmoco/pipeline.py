@@ -100,11 +100,14 @@ class GanMocoPipeline(DiffusionPipeline):
 
     @torch.no_grad()  # not inference mode: cached codes may meet autograd later
     def style_code(self, style: ImageInput | torch.Tensor) -> torch.Tensor:
-        """The (1, code_dim) style code of one image (cached by pixel content); a code passes through."""
+        """The (1, d) style code of one image (cached by pixel content); a code passes through.
+
+        d = generator.style_code_dim: the style encoder's code, then (with match_colors) the image's colour
+        statistics, so that blends, strength and masks mix both linearly."""
         if isinstance(style, torch.Tensor):
-            if style.shape != (1, self.generator.config.code_dim):
+            if style.shape != (1, self.generator.style_code_dim):
                 raise ValueError(
-                    f"a style code must have shape (1, {self.generator.config.code_dim}), got {tuple(style.shape)}"
+                    f"a style code must have shape (1, {self.generator.style_code_dim}), got {tuple(style.shape)}"
                 )
             return style.to(self.device, self.style_encoder.dtype)
         image = load_image(style)
@@ -112,7 +115,8 @@ class GanMocoPipeline(DiffusionPipeline):
         with self._lock:
             if key not in self._style_cache:
                 x = to_tensor(image).to(self.device, self.style_encoder.dtype)
-                self._style_cache[key] = self.style_encoder(x)
+                code = self.style_encoder(x).to(self.generator.dtype)
+                self._style_cache[key] = self.generator.style_code(code, x.to(self.generator.dtype))
                 if len(self._style_cache) > _STYLE_CACHE_SIZE:
                     self._style_cache.popitem(last=False)
             self._style_cache.move_to_end(key)
@@ -146,7 +150,7 @@ class GanMocoPipeline(DiffusionPipeline):
         save_file(
             {"code": self.blend_codes(styles, weights).float().cpu().contiguous()},
             path,
-            metadata={"name": name, "code_dim": str(self.generator.config.code_dim)},
+            metadata={"name": name, "code_dim": str(self.generator.style_code_dim)},
         )
         return path
 

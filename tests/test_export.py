@@ -34,3 +34,19 @@ def test_export_onnx_matches_torch_at_several_sizes(tiny_pipeline_dir, examples,
 def test_export_onnx_bad_output_name(tiny_pipeline_dir, tmp_path):
     r = run_cli("export-onnx", "--model", str(tiny_pipeline_dir), "--out", str(tmp_path / "model.txt"))
     assert_one_error_line(r)
+
+
+def test_export_onnx_with_colour_matching(examples, tmp_path):
+    from ganmoco import GanMocoGenerator
+    from ganmoco.export import export_onnx
+
+    G = GanMocoGenerator(base_channels=8, max_channels=16, num_res_blocks=1, code_dim=16, match_colors=True)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        code = G.eval().style_code(torch.randn(1, 16) * 0.1, to_tensor(load_image(examples / "van_gogh_bridge.jpg")))
+        x = to_tensor(load_image(examples / "bird_owl.jpg").resize((123, 77)))
+        expected = G(x, code).numpy()
+    session = ort.InferenceSession(str(export_onnx(G, tmp_path / "g.onnx")), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"content": x.numpy(), "code": code.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4

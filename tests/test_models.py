@@ -3,6 +3,7 @@ import torch
 from safetensors.torch import load_file
 
 from ganmoco import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
+from ganmoco.models.generator import AdaptiveInstanceNorm
 
 from .conftest import TINY_DISCRIMINATOR, TINY_GENERATOR, TINY_STYLE_ENCODER
 
@@ -115,6 +116,43 @@ def test_running_norm_statistics_over_frames():
     with pytest.raises(ValueError, match="momentum"):
         with G.running_norm_stats(1.0):
             pass
+
+
+def test_adain_gives_the_input_the_style_statistics():
+    x = torch.randn(2, 5, 9, 11) * 3 + 1
+    mean, std = torch.randn(2, 5), torch.rand(2, 5) + 0.5
+    out = AdaptiveInstanceNorm()(x, torch.cat([mean, std], dim=1))
+    assert torch.allclose(out.mean((2, 3)), mean, atol=1e-4)
+    assert torch.allclose(out.std((2, 3), unbiased=False), std, atol=1e-3)
+
+
+def test_match_colors_gives_the_output_the_style_colour_statistics():
+    G = GanMocoGenerator(**TINY_GENERATOR, match_colors=True).eval()
+    plain = GanMocoGenerator(**TINY_GENERATOR).eval()
+    plain.load_state_dict(G.state_dict())  # no extra weights: an older checkpoint loads into either
+    x, z = torch.rand(1, 3, 32, 40) * 2 - 1, torch.randn(1, 16) * 0.1
+    style = torch.stack([torch.rand(40, 56) * 0.4 + 0.2, torch.rand(40, 56) * 0.3 - 0.4, torch.rand(40, 56) * 0.2])[
+        None
+    ]
+    ycc = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+    def stats(image):  # per-channel YCbCr mean and std
+        y = torch.einsum("ij,njhw->nihw", ycc, image)
+        return y.mean((2, 3)), y.std((2, 3), unbiased=False)
+
+    with torch.no_grad():
+        code = G.style_code(z, style)
+        assert G.style_code_dim == 22 and code.shape == (1, 22) and torch.equal(code[:, :16], z)
+        assert torch.equal(plain.style_code(z, style), z)
+        out = G(x, z, style=style)
+        assert torch.equal(out, G(x, code))
+        for got, want in zip(stats(out), stats(style), strict=True):
+            assert torch.allclose(got, want, atol=1e-3)
+        assert not torch.allclose(out, plain(x, z), atol=1e-2)
+    with pytest.raises(ValueError, match="22"):
+        G(x, z)
+    with pytest.raises(ValueError, match="match_colors"):
+        GanMocoGenerator(match_colors="yes")
 
 
 def test_generator_config_errors_name_the_argument():

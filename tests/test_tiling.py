@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder
-from ganmoco.data import load_image, to_tensor
+from ganmoco.data import load_image, to_pil, to_tensor
 from ganmoco.pipeline import AUTO_TILE_PIXELS
 
 
@@ -50,3 +50,31 @@ def test_large_images_tile_by_themselves(tiny_pipeline_dir, examples):
     assert out.size == big.size
     with pytest.raises(ValueError, match="tile"):
         tiny.stylize(big.resize((100, 100)), examples / "van_gogh_bridge.jpg", tile=16)
+
+
+def test_colour_matching_model_tiles_blends_and_keeps_presets(examples, tmp_path):
+    """With colour statistics in the code: tiles still match, strength 0 and an empty mask keep the content's
+    own colours, and a preset holds the whole code."""
+    torch.manual_seed(0)
+    generator = GanMocoGenerator(base_channels=8, max_channels=16, code_dim=16, match_colors=True).eval()
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    tiny = GanMocoPipeline(generator, StyleEncoder(code_dim=16, trunk_layer="Conv2d_4a_3x3", image_size=96))
+    tiny.save_pretrained(tmp_path / "model")
+    tiny = GanMocoPipeline.from_pretrained(tmp_path / "model")
+    image = load_image(examples / "bird_owl.jpg").resize((360, 280))
+    style = examples / "van_gogh_starry_night.jpg"
+    whole = np.asarray(tiny.stylize(image, style, tile=False), np.int16)
+    assert np.abs(whole - np.asarray(tiny.stylize(image, style, tile=128), np.int16)).max() <= 1
+    with torch.no_grad():
+        own = tiny.generator(to_tensor(image), tiny.style_code(image))
+    weak = np.asarray(tiny.stylize(image, style, strength=0.0), np.int16)
+    assert (
+        np.abs(weak - np.asarray(tiny.stylize(image, style, mask=Image.new("L", image.size, 0)), np.int16)).max() <= 1
+    )
+    assert np.abs(weak - np.asarray(to_pil(own), np.int16)).max() <= 1
+    assert np.abs(weak - whole).mean() > 1.0
+    tiny.save_preset("starry", [style])
+    assert tiny.preset("starry").shape == (1, tiny.generator.style_code_dim)
+    assert np.array_equal(np.asarray(tiny.stylize(image, tiny.preset("starry")), np.int16), whole)

@@ -82,6 +82,8 @@ def _generator_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_path, examples):
     out = tmp_path / "run"
+    colour_config = tmp_path / "generator.json"  # the default model's recipe: colour matching, VGG mean/std
+    colour_config.write_text(json.dumps(json.loads(tiny_configs["generator"].read_text()) | {"match_colors": True}))
     r = _train(
         _args(
             tiny_data,
@@ -97,6 +99,10 @@ def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_pat
             "2",
             "--fusion_ratio",
             "0.5",
+            "--generator_config",
+            colour_config,
+            "--vgg_meanstd_weight",
+            "1",
         )
     )
     assert r.returncode == 0, r.stderr[-3000:]
@@ -110,6 +116,8 @@ def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_pat
     args = json.loads((out / "training_args.json").read_text())
     assert args["max_train_steps"] == 4 and args["fusion_ratio"] == 0.5
     card = (out / "README.md").read_text()
+    assert pipe.generator.config.match_colors and pipe.style_code(examples / "van_gogh_bridge.jpg").shape == (1, 22)
+    assert "| VGG mean/std share of L_style | 1.0 |" in card and "(`match_colors`) | yes |" in card
     assert "| steps | 4 |" in card and "{" not in card.split("---", 2)[2].replace("{content_dir}", "")
     assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl")) or list(out.rglob("random_states_*.pkl"))
 

@@ -97,6 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     loss.add_argument("--gamma_feature", type=float, default=1.0)
     loss.add_argument("--lambda_tv", type=float, default=0.05)
     loss.add_argument(
+        "--vgg_meanstd_weight",
+        type=float,
+        default=0.0,
+        help="share of L_style from the mean and std of VGG features (AdaIN's style loss; beside Gram matrices)",
+    )
+    loss.add_argument(
         "--inception_style_weight",
         type=float,
         default=0.0,
@@ -243,7 +249,7 @@ def style_step(G, E, D, nets, batch_c, batch_s, args):
     """
     vgg, inception = nets
     code = E(batch_s)
-    fake = G(batch_c, code)
+    fake = G(batch_c, code, style=batch_s)
     with torch.no_grad():
         f_content = vgg(batch_c)
         f_style = vgg(batch_s)
@@ -258,6 +264,11 @@ def style_step(G, E, D, nets, batch_c, batch_s, args):
         "tv": losses.total_variation_loss(fake),
     }
     style = terms["style_gram"]
+    if args.vgg_meanstd_weight > 0:
+        terms["style_vgg_meanstd"] = GRAM_SCALE * losses.mean_std_style_loss(
+            {k: f_fake[k] for k in VGG_STYLE_LAYERS}, {k: f_style[k] for k in VGG_STYLE_LAYERS}
+        )
+        style = style + args.vgg_meanstd_weight * terms["style_vgg_meanstd"]
     if inception is not None:
         with torch.no_grad():
             i_style = inception(batch_s)
@@ -325,7 +336,7 @@ def sample_grid(G, E, val, path: Path, resolution: int):
     for c in val_c:
         for s in val_s:
             content, style = square(c).to(device), square(s).to(device)
-            out = G(content[None], E(style[None]))[0]
+            out = G(content[None], E(style[None]), style=style[None])[0]
             tiles += [content, style, out]
     for c in val_c:
         clean = square(c).to(device)
@@ -531,7 +542,7 @@ def main(args: argparse.Namespace) -> Path:
     if accelerator.is_main_process:
         pipe = GanMocoPipeline(generator=G_ema.eval(), style_encoder=accelerator.unwrap_model(E).eval())
         pipe.save_pretrained(output_dir)
-        write_model_card(output_dir, args, counts, global_step)
+        write_model_card(output_dir, args, counts, global_step, G_ema.config.match_colors)
         if args.push_to_hub:
             push_to_hub(output_dir, args)
     accelerator.end_training()
@@ -588,7 +599,7 @@ def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None
     accelerator.wait_for_everyone()
 
 
-def write_model_card(output_dir: Path, args, counts: dict, steps: int) -> None:
+def write_model_card(output_dir: Path, args, counts: dict, steps: int, match_colors: bool) -> None:
     samples = sorted((output_dir / "samples").glob("*.png"))
     fields = {
         "content_dir": args.content_dir,
@@ -603,6 +614,8 @@ def write_model_card(output_dir: Path, args, counts: dict, steps: int) -> None:
         "alpha_style": args.alpha_style,
         "beta_fusion": args.beta_fusion,
         "fusion_reference_weight": args.fusion_reference_weight,
+        "vgg_meanstd_weight": args.vgg_meanstd_weight,
+        "match_colors": "yes" if match_colors else "no",
         "gamma_feature": args.gamma_feature,
         "lambda_tv": args.lambda_tv,
         "gan_loss": args.gan_loss,

@@ -2,7 +2,9 @@
 
 Every norm is a conditional instance norm whose scale and shift come from a code: the style code for style
 transfer, a learned task code for fusion. Fusion encodes each of the N inputs with the shared encoder and
-merges them with per-pixel softmax weights (order-invariant, any N >= 2).
+merges them with per-pixel softmax weights (order-invariant, any N >= 2). With `match_colors`, a stylized
+image finally takes the mean and std of the style image's YCbCr channels (a colour transfer as in Reinhard et
+al. 2001, inside the network): exact for a painting never seen in training, where a learned code is not.
 """
 
 from __future__ import annotations
@@ -18,21 +20,13 @@ from torch import nn
 FUSION_TASKS = ("general", "multi-focus", "multi-exposure", "infrared-visible")
 
 
-class ConditionalInstanceNorm(nn.Module):
-    """Instance norm with (1 + gamma, beta) predicted from a code (B, d) or a spatial code map (B, d, h, w).
+class _InstanceStats(nn.Module):
+    """Per-channel (mean, var) of an input, or statistics shared across the tiles of one image (see
+    GanMocoGenerator.norm_stats) or averaged over the frames of a video (see running_norm_stats)."""
 
-    The statistics, the normalisation and the modulation are one scale-and-shift per channel (two passes over
-    the activations, not the four of instance_norm followed by an affine), with an optional fused ReLU.
-    """
-
-    def __init__(self, channels: int, code_dim: int, eps: float = 1e-5):
+    def __init__(self, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        self.to_scale_shift = nn.Linear(code_dim, 2 * channels)
-        nn.init.zeros_(self.to_scale_shift.weight)
-        nn.init.zeros_(self.to_scale_shift.bias)
-        # statistics shared across the tiles of one image (see GanMocoGenerator.norm_stats), or a running
-        # average over the frames of a video (see GanMocoGenerator.running_norm_stats)
         self.recording, self.shared_stats = False, None
         self.momentum, self.running_stats = None, None
 
@@ -53,6 +47,24 @@ class ConditionalInstanceNorm(nn.Module):
             self.running_stats = (mean, var)
         return mean, var
 
+    def _normalise(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, relu: bool) -> torch.Tensor:
+        """(x - mean) / std * scale + shift as one scale-and-shift per channel (two passes over the
+        activations, not the four of instance_norm followed by an affine), with an optional fused ReLU."""
+        mean, var = self._stats(x)
+        scale = scale * torch.rsqrt(var + self.eps)
+        out = torch.addcmul((shift - mean * scale).to(x.dtype), x, scale.to(x.dtype))
+        return out.relu_() if relu else out
+
+
+class ConditionalInstanceNorm(_InstanceStats):
+    """Instance norm with (1 + gamma, beta) predicted from a code (B, d) or a spatial code map (B, d, h, w)."""
+
+    def __init__(self, channels: int, code_dim: int, eps: float = 1e-5):
+        super().__init__(eps)
+        self.to_scale_shift = nn.Linear(code_dim, 2 * channels)
+        nn.init.zeros_(self.to_scale_shift.weight)
+        nn.init.zeros_(self.to_scale_shift.bias)
+
     def forward(self, x: torch.Tensor, code: torch.Tensor, relu: bool = False) -> torch.Tensor:
         if code.ndim == 2:
             params = self.to_scale_shift(code)[:, :, None, None]
@@ -62,10 +74,21 @@ class ConditionalInstanceNorm(nn.Module):
             weight = self.to_scale_shift.weight[:, :, None, None]
             params = F.conv2d(code, weight, self.to_scale_shift.bias)
         gamma, beta = params.chunk(2, dim=1)
-        mean, var = self._stats(x)
-        scale = (1 + gamma) * torch.rsqrt(var + self.eps)
-        out = torch.addcmul((beta - mean * scale).to(x.dtype), x, scale.to(x.dtype))
-        return out.relu_() if relu else out
+        return self._normalise(x, 1 + gamma, beta, relu)
+
+
+class AdaptiveInstanceNorm(_InstanceStats):
+    """AdaIN (Huang & Belongie 2017): the input's per-channel statistics replaced by a style's, given as
+    (B, 2C) = [mean, std] or as a map (B, 2C, h, w). No parameters: the style's statistics come from the
+    same encoder, so a style never seen in training still sets them exactly."""
+
+    def forward(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        if stats.ndim == 2:
+            stats = stats[:, :, None, None]
+        else:
+            stats = F.interpolate(stats, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        mean, std = stats.float().chunk(2, dim=1)
+        return self._normalise(x, std, mean, relu=False)
 
 
 class ConvBlock(nn.Module):
@@ -130,6 +153,18 @@ class FusionBlock(nn.Module):
         return (weights * feats).sum(1), weights
 
 
+# ITU-R BT.601 YCbCr: luma and two opponent colour axes, linear in the [-1, 1] sRGB values (cheap, exportable)
+_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def _rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, _YCBCR.to(x)[:, :, None, None])
+
+
+def _ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, torch.linalg.inv(_YCBCR).to(x)[:, :, None, None])
+
+
 class GanMocoGenerator(ModelMixin, ConfigMixin):
     """`G(content, code=z)` stylizes; `G(sources, task=t)` fuses sources of shape (B, N, 3, H, W).
 
@@ -146,6 +181,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         code_dim: int = 128,
         num_fusion_tasks: int = len(FUSION_TASKS),
         skip_connections: bool = True,
+        match_colors: bool = False,
     ):
         super().__init__()
         for key, value in (
@@ -157,6 +193,8 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if not isinstance(match_colors, bool):
+            raise ValueError(f"match_colors must be true or false, got {match_colors!r}")
         if not isinstance(num_res_blocks, int) or num_res_blocks < 0:
             raise ValueError(f"num_res_blocks must be a non-negative integer, got {num_res_blocks!r}")
         channels = [min(base_channels * 2**i, max_channels) for i in range(num_downsamples)]
@@ -172,6 +210,22 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.to_rgb = UpBlock(channels[0], 3, code_dim=None)
         self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)
         nn.init.normal_(self.task_codes.weight, std=0.1)
+        # match_colors: the style code ends with the style image's YCbCr [mean, std], which the output takes
+        self.colour_norm = AdaptiveInstanceNorm() if match_colors else None
+
+    @property
+    def style_code_dim(self) -> int:
+        """Length of a style code: the style encoder's code_dim, then (match_colors) 6 colour statistics."""
+        return self.config.code_dim + (6 if self.config.match_colors else 0)
+
+    def style_code(self, code: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """The full style code of `style` (B, 3, H, W) from its style-encoder code (B, code_dim): with
+        match_colors the mean and std of the style image's YCbCr channels follow the code."""
+        if not self.config.match_colors:
+            return code
+        ycc = _rgb_to_ycbcr(style.float())
+        mean, var = ycc.mean((2, 3)), ycc.var((2, 3), unbiased=False)
+        return torch.cat([code, mean.to(code.dtype), (var + 1e-5).sqrt().to(code.dtype)], dim=1)
 
     def _encode(self, x, code) -> list[torch.Tensor]:
         """Features at 1/2, 1/4, ... 1/2**num_downsamples of the input."""
@@ -205,8 +259,8 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         # channels-last: oneDNN's convolutions run ~1.5x faster on CPU, and the rest of the net keeps the format
         return x.contiguous(memory_format=torch.channels_last), (h, w)
 
-    def _norms(self) -> list[ConditionalInstanceNorm]:
-        return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
+    def _norms(self) -> list[_InstanceStats]:
+        return [m for m in self.modules() if isinstance(m, _InstanceStats)]
 
     def norm_stats(self, reference: torch.Tensor, code: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The (mean, var) every norm sees when stylizing `reference` (an image or a thumbnail of it)."""
@@ -265,20 +319,30 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             raise ValueError(f"task ids must be in [0, {self.config.num_fusion_tasks}), got {task.tolist()}")
         return self.task_codes(task)
 
-    def forward(self, x: torch.Tensor, code: torch.Tensor | None = None, task: int | torch.Tensor = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        code: torch.Tensor | None = None,
+        task: int | torch.Tensor = 0,
+        style: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`style`: the style images, when `code` is only the style encoder's code (training)."""
         if x.ndim == 4:
-            return self.stylize(x, code)
+            return self.stylize(x, code if style is None or code is None else self.style_code(code, style))
         if x.ndim == 5:
             return self.fuse(x, task)
         raise ValueError(f"expected (B, 3, H, W) content or (B, N, 3, H, W) fusion sources, got {tuple(x.shape)}")
 
     def stylize(self, content: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        if code is None or code.shape[0] != content.shape[0] or code.shape[1] != self.config.code_dim:
+        if code is None or code.shape[0] != content.shape[0] or code.shape[1] != self.style_code_dim:
             got = None if code is None else tuple(code.shape)
-            raise ValueError(f"stylize needs a code of shape (B, {self.config.code_dim}[, h, w]), got {got}")
+            raise ValueError(f"stylize needs a code of shape (B, {self.style_code_dim}[, h, w]), got {got}")
+        code, colours = code[:, : self.config.code_dim], code[:, self.config.code_dim :]
         x, (h, w) = self._pad(content)
-        out = torch.tanh(self._decode(self._encode(x, code), code))
-        return out[..., :h, :w]
+        out = torch.tanh(self._decode(self._encode(x, code), code))[..., :h, :w]
+        if self.colour_norm is not None:
+            out = _ycbcr_to_rgb(self.colour_norm(_rgb_to_ycbcr(out), colours)).clamp(-1, 1)
+        return out
 
     def fuse(self, sources: torch.Tensor, task: int | torch.Tensor = 0) -> torch.Tensor:
         b, n = sources.shape[:2]
