@@ -3,8 +3,8 @@
 Every norm is a conditional instance norm whose scale and shift come from a code: the style code for style
 transfer, a learned task code for fusion. Fusion encodes each of the N inputs with the shared encoder and
 merges them with per-pixel softmax weights (order-invariant, any N >= 2). With `match_colors`, a stylized
-image finally takes the mean and std of the style image's YCbCr channels (a colour transfer as in Reinhard et
-al. 2001, inside the network): exact for a painting never seen in training, where a learned code is not.
+image finally takes the mean and std of the style image's YCbCr channels (a Reinhard et al. 2001 style colour
+transfer, inside the network): exact for a painting never seen in training, where a learned code is not.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ class ConditionalInstanceNorm(_InstanceStats):
 
 class AdaptiveInstanceNorm(_InstanceStats):
     """AdaIN (Huang & Belongie 2017): the input's per-channel statistics replaced by a style's, given as
-    (B, 2C) = [mean, std] or as a map (B, 2C, h, w). No parameters: the style's statistics come from the
-    same encoder, so a style never seen in training still sets them exactly."""
+    (B, 2C) = [mean, std] or as a map (B, 2C, h, w). No parameters: the statistics travel in the style code,
+    so a style never seen in training still sets them exactly."""
 
     def forward(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         if stats.ndim == 2:
