@@ -187,19 +187,33 @@ class GanMocoPipeline(DiffusionPipeline):
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         image = load_image(content)
         x = to_tensor(image).to(self.device, self.generator.dtype)
+        if tile is None:
+            tile = DEFAULT_TILE if image.width * image.height > AUTO_TILE_PIXELS else False
         if mask is None:
             code = self.blend_codes(styles, weights)
             if strength < 1.0:
                 code = torch.lerp(self.style_code(image), code, float(strength))
+            result = self._run(x, code, int(tile))
         else:
             codes = torch.cat([self.style_code(s) for s in styles])
-            code = self._code_map(image, codes, _normalised(weights, len(styles)).to(codes), mask, float(strength))
-        code = code.to(self.generator.dtype)
-        if tile is None:
-            tile = DEFAULT_TILE if image.width * image.height > AUTO_TILE_PIXELS else False
-        with self._lock:
-            result = to_pil(self._stylize_tiled(x, code, int(tile)) if tile else self.generator(x, code))
+            share, region_codes = self._regions(image, codes, _normalised(weights, len(styles)), mask, strength)
+            if self.generator.config.match_colors:
+                # the colour step normalises by the whole output's statistics, which a mix of styles would
+                # shift: each region's colours come from stylizing with its own code (one pass per region)
+                m = F.interpolate(share, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                out = sum(
+                    m[:, k : k + 1] * self._run(x, c[None], int(tile), tensor=True) for k, c in enumerate(region_codes)
+                )
+                result = to_pil(out)
+            else:  # code maps at 1/8 of the image: the generator interpolates them to each layer
+                result = self._run(x, torch.einsum("bkhw,kd->bdhw", share, region_codes), int(tile))
         return _keep_colours(result, image) if preserve_color else result
+
+    def _run(self, x: torch.Tensor, code: torch.Tensor, tile: int, tensor: bool = False):
+        code = code.to(self.generator.dtype)
+        with self._lock:
+            out = self._stylize_tiled(x, code, tile) if tile else self.generator(x, code)
+        return out if tensor else to_pil(out)
 
     def _stylize_tiled(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
         if tile < 64:
@@ -221,22 +235,22 @@ class GanMocoPipeline(DiffusionPipeline):
                     out[..., top:bottom, left:right] = piece[..., top - y0 : bottom - y0, left - x0 : right - x0]
         return out
 
-    def _code_map(self, image, codes, w, mask, strength) -> torch.Tensor:
+    def _regions(self, image, codes, w, mask, strength) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask shares (1, K, h, w) at 1/8 of the image, summing to 1, and the K codes they choose: the
+        content's own code first (where no mask selects), then each region's code at `strength`."""
         masks = list(mask) if isinstance(mask, list | tuple) else [mask]
         if len(masks) not in (1, len(codes)):
             raise ValueError(f"give one mask or one per style ({len(codes)}), got {len(masks)}")
-        # code maps are built at 1/8 of the image: the generator interpolates them to each layer
         size = (-(-image.width // 8), -(-image.height // 8))
         m = torch.cat([load_mask(item, size) for item in masks], dim=1).to(codes)  # (1, M, h, w)
         if len(masks) == 1:
-            region_codes = (w[:, None] * codes).sum(0, keepdim=True)
+            region_codes = (w.to(codes)[:, None] * codes).sum(0, keepdim=True)
         else:
             region_codes = codes
             m = m / m.sum(1, keepdim=True).clamp(min=1.0)  # overlapping masks share the pixel
         own = self.style_code(image)
-        styled = torch.einsum("bkhw,kd->bdhw", m, region_codes)
-        code_map = styled + (1 - m.sum(1, keepdim=True)) * own[:, :, None, None]
-        return torch.lerp(own[:, :, None, None].expand_as(code_map), code_map, strength)
+        share = torch.cat([1 - m.sum(1, keepdim=True), m], dim=1)
+        return share, torch.cat([own, torch.lerp(own.expand_as(region_codes), region_codes, float(strength))])
 
     # -- video ------------------------------------------------------------------------------------------
 

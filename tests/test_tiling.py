@@ -75,6 +75,11 @@ def test_colour_matching_model_tiles_blends_and_keeps_presets(examples, tmp_path
     )
     assert np.abs(weak - np.asarray(to_pil(own), np.int16)).max() <= 1
     assert np.abs(weak - whole).mean() > 1.0
+    # a mask picks, per region, the picture that region's code gives (not colours shifted by the other region)
+    half = Image.new("L", image.size, 0)
+    half.paste(255, (0, 0, 180, 280))
+    masked = np.asarray(tiny.stylize(image, style, mask=half), np.int16)
+    assert np.abs(masked[:, :150] - whole[:, :150]).max() <= 1 and np.abs(masked[:, 210:] - weak[:, 210:]).max() <= 1
     tiny.save_preset("starry", [style])
     assert tiny.preset("starry").shape == (1, tiny.generator.style_code_dim)
     assert np.array_equal(np.asarray(tiny.stylize(image, tiny.preset("starry")), np.int16), whole)
