@@ -193,27 +193,29 @@ class GanMocoPipeline(DiffusionPipeline):
             code = self.blend_codes(styles, weights)
             if strength < 1.0:
                 code = torch.lerp(self.style_code(image), code, float(strength))
-            result = self._run(x, code, int(tile))
+            out = self._run(x, code, int(tile))
         else:
             codes = torch.cat([self.style_code(s) for s in styles])
             share, region_codes = self._regions(image, codes, _normalised(weights, len(styles)), mask, strength)
             if self.generator.config.match_colors:
                 # the colour step normalises by the whole output's statistics, which a mix of styles would
-                # shift: each region's colours come from stylizing with its own code (one pass per region)
+                # shift: each region's colours come from stylizing with its own code (one pass per region
+                # that the mask uses)
                 m = F.interpolate(share, size=x.shape[-2:], mode="bilinear", align_corners=False)
                 out = sum(
-                    m[:, k : k + 1] * self._run(x, c[None], int(tile), tensor=True) for k, c in enumerate(region_codes)
+                    m[:, k : k + 1] * self._run(x, c[None], int(tile))
+                    for k, c in enumerate(region_codes)
+                    if share[:, k].any()
                 )
-                result = to_pil(out)
             else:  # code maps at 1/8 of the image: the generator interpolates them to each layer
-                result = self._run(x, torch.einsum("bkhw,kd->bdhw", share, region_codes), int(tile))
+                out = self._run(x, torch.einsum("bkhw,kd->bdhw", share, region_codes), int(tile))
+        result = to_pil(out)
         return _keep_colours(result, image) if preserve_color else result
 
-    def _run(self, x: torch.Tensor, code: torch.Tensor, tile: int, tensor: bool = False):
+    def _run(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
         code = code.to(self.generator.dtype)
         with self._lock:
-            out = self._stylize_tiled(x, code, tile) if tile else self.generator(x, code)
-        return out if tensor else to_pil(out)
+            return self._stylize_tiled(x, code, tile) if tile else self.generator(x, code)
 
     def _stylize_tiled(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
         if tile < 64:
