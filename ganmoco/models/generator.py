@@ -92,35 +92,68 @@ class AdaptiveInstanceNorm(_InstanceStats):
 
 
 class ConvBlock(nn.Module):
-    """reflection pad -> conv -> conditional instance norm -> ReLU."""
+    """reflection pad -> conv -> conditional instance norm (none when code_dim is None) -> ReLU (optional)."""
 
-    def __init__(self, in_channels: int, out_channels: int, code_dim: int, stride: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        code_dim: int | None,
+        stride: int = 1,
+        kernel_size: int = 3,
+        relu: bool = True,
+    ):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, padding_mode="reflect")
-        self.norm = ConditionalInstanceNorm(out_channels, code_dim)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, padding_mode="reflect"
+        )
+        self.norm = ConditionalInstanceNorm(out_channels, code_dim) if code_dim else None
+        self.relu = relu
 
-    def forward(self, x, code):
-        return self.norm(self.conv(x), code, relu=True)
+    def forward(self, x, code=None):
+        x = self.conv(x)
+        if self.norm is not None:
+            return self.norm(x, code, relu=self.relu)
+        return x.relu() if self.relu else x
+
+
+def nearest_upsample_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """The (4 * out, in, 3, 3) sub-pixel kernel that, pixel-shuffled, equals nearest-x2-upsample -> 3x3 conv
+    with `weight` (out, in, 3, 3): output phase 0 of a row sees the upsampled taps (-1 | 0, +1), i.e. the
+    low-resolution offsets (-1 | 0); phase 1 sees (-1, 0 | +1), i.e. (0 | +1). Same for columns."""
+    fold = weight.new_tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]])
+    kernel = torch.einsum("aik,ockl,bjl->oabcij", fold, weight, fold)  # (out, row phase, col phase, in, 3, 3)
+    return kernel.reshape(weight.shape[0] * 4, weight.shape[1], 3, 3)
 
 
 class UpBlock(nn.Module):
     """2x upsampling as a sub-pixel conv: a 3x3 conv at the low resolution to 4x the channels, then
-    pixel_shuffle. This equals nearest-upsample -> reflect pad -> 3x3 conv (the kernel of each of the four output
-    phases is the 3x3 kernel folded onto 2x2 taps, and replicate padding at the low resolution is reflect padding
-    at the high one) at the same FLOPs, without ever writing the upsampled input."""
+    pixel_shuffle, without ever writing an upsampled input.
 
-    def __init__(self, in_channels: int, out_channels: int, code_dim: int | None):
+    `nearest=False`: the four phases are free (started equal, ICNR). `nearest=True`: the block stores one 3x3
+    kernel and is exactly nearest-upsample -> reflect pad -> 3x3 conv (the phases' kernels are that kernel folded
+    onto 2x2 taps, and replicate padding at the low resolution is reflect padding at the high one): the four
+    phases stay tied in training, so no checkerboard can grow (the layout of pretrained Magenta weights)."""
+
+    def __init__(self, in_channels: int, out_channels: int, code_dim: int | None, nearest: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1, padding_mode="replicate")
+        self.nearest = nearest
+        self.conv = nn.Conv2d(in_channels, (1 if nearest else 4) * out_channels, 3, padding=1, padding_mode="replicate")
         self.norm = ConditionalInstanceNorm(out_channels, code_dim) if code_dim else None
-        # ICNR (Aitken et al. 2017): the four phases of each output channel start equal, so a fresh generator
-        # upsamples like nearest-neighbour instead of starting from a checkerboard it must unlearn.
-        with torch.no_grad():
-            self.conv.weight.copy_(self.conv.weight[::4].repeat_interleave(4, dim=0))
-            self.conv.bias.copy_(self.conv.bias[::4].repeat_interleave(4, dim=0))
+        if not nearest:
+            # ICNR (Aitken et al. 2017): the four phases of each output channel start equal, so a fresh generator
+            # upsamples like nearest-neighbour instead of starting from a checkerboard it must unlearn.
+            with torch.no_grad():
+                self.conv.weight.copy_(self.conv.weight[::4].repeat_interleave(4, dim=0))
+                self.conv.bias.copy_(self.conv.bias[::4].repeat_interleave(4, dim=0))
 
     def forward(self, x, code=None):
-        x = F.pixel_shuffle(self.conv(x), 2)
+        if self.nearest:
+            kernel, bias = nearest_upsample_kernel(self.conv.weight), self.conv.bias.repeat_interleave(4)
+            x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, bias)
+        else:
+            x = self.conv(x)
+        x = F.pixel_shuffle(x, 2)
         return self.norm(x, code, relu=True) if self.norm is not None else x
 
 
@@ -182,6 +215,9 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         num_fusion_tasks: int = len(FUSION_TASKS),
         skip_connections: bool = True,
         match_colors: bool = False,
+        stem_kernel_size: int = 0,
+        encoder_norm: bool = True,
+        upsample: str = "subpixel",
     ):
         super().__init__()
         for key, value in (
@@ -193,21 +229,39 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        if not isinstance(match_colors, bool):
-            raise ValueError(f"match_colors must be true or false, got {match_colors!r}")
+        for key, value in (("match_colors", match_colors), ("encoder_norm", encoder_norm)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false, got {value!r}")
+        if upsample not in ("subpixel", "nearest"):
+            raise ValueError(f"upsample must be 'subpixel' or 'nearest', got {upsample!r}")
+        if stem_kernel_size not in (0, 3, 5, 7, 9):
+            raise ValueError(f"stem_kernel_size must be 0 (no stem) or an odd size 3..9, got {stem_kernel_size!r}")
         if not isinstance(num_res_blocks, int) or num_res_blocks < 0:
             raise ValueError(f"num_res_blocks must be a non-negative integer, got {num_res_blocks!r}")
-        channels = [min(base_channels * 2**i, max_channels) for i in range(num_downsamples)]
+        # Two layouts. Without a stem: stride-2 conv blocks in, sub-pixel blocks out, the last one straight to RGB.
+        # With a stem (the layout of Ghiasi et al. 2017's transformer, whose pretrained weights load into it):
+        # a k x k stride-1 conv in at full resolution, and a k x k conv with a conditional norm out.
+        stem = stem_kernel_size > 0
+        enc_code = code_dim if encoder_norm else None
+        channels = [min(base_channels * 2 ** (i + stem), max_channels) for i in range(num_downsamples)]
+        inputs = [base_channels if stem else 3, *channels[:-1]]
+        self.stem = ConvBlock(3, base_channels, enc_code, kernel_size=stem_kernel_size) if stem else None
         self.encoder = nn.ModuleList(
-            [ConvBlock(3, channels[0], code_dim, stride=2)]
-            + [ConvBlock(channels[i - 1], channels[i], code_dim, stride=2) for i in range(1, num_downsamples)]
+            [ConvBlock(c_in, c_out, enc_code, stride=2) for c_in, c_out in zip(inputs, channels, strict=True)]
         )
         self.fusion = FusionBlock(channels[-1])
         self.trunk = nn.ModuleList([ResidualBlock(channels[-1], code_dim) for _ in range(num_res_blocks)])
+        # each block mirrors one encoder block (with a stem, the first one too: to_rgb then stays at full size)
         self.decoder = nn.ModuleList(
-            [UpBlock(channels[i], channels[i - 1], code_dim) for i in range(num_downsamples - 1, 0, -1)]
+            [
+                UpBlock(channels[i], inputs[i], code_dim, nearest=upsample == "nearest")
+                for i in range(num_downsamples - 1, -1 if stem else 0, -1)
+            ]
         )
-        self.to_rgb = UpBlock(channels[0], 3, code_dim=None)
+        if stem:
+            self.to_rgb = ConvBlock(base_channels, 3, code_dim, kernel_size=stem_kernel_size, relu=False)
+        else:
+            self.to_rgb = UpBlock(channels[0], 3, code_dim=None, nearest=upsample == "nearest")
         self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)
         nn.init.normal_(self.task_codes.weight, std=0.1)
         # match_colors: the style code ends with the style image's YCbCr [mean, std], which the output takes
@@ -228,8 +282,11 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         return torch.cat([code, mean.to(code.dtype), (var + 1e-5).sqrt().to(code.dtype)], dim=1)
 
     def _encode(self, x, code) -> list[torch.Tensor]:
-        """Features at 1/2, 1/4, ... 1/2**num_downsamples of the input."""
+        """Features at (with a stem: 1,) 1/2, 1/4, ... 1/2**num_downsamples of the input."""
         feats = []
+        if self.stem is not None:
+            x = self.stem(x, code)
+            feats.append(x)
         for block in self.encoder:
             x = block(x, code)
             feats.append(x)
@@ -243,7 +300,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             h = block(h, code)
             if self.config.skip_connections:  # encoder detail at each scale, so the bottleneck can stay small
                 h = h + skip
-        return self.to_rgb(h)
+        return self.to_rgb(h, code)
 
     def _pad(self, x):
         # a multiple of the total stride, and at least 2x2 at the bottleneck (instance norm needs >1 pixel)

@@ -1,4 +1,9 @@
-"""Style encoder: an Inception V3 trunk (the FID network) -> a style code z in R^d (as Ghiasi et al. 2017)."""
+"""Style encoder: a pretrained trunk -> a style code z in R^d (as Ghiasi et al. 2017).
+
+Two trunks: the FID Inception V3 (a learned head on its feature mean and std), or the MobileNetV2 of Magenta's
+arbitrary-stylization predictor, whose pretrained head gives the 100-d style vector its transformer was trained
+on (`ganmoco.weights.load_weights("magenta_predict")`).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,55 @@ from torch import nn
 
 from .layers import INCEPTION_CHANNELS, INCEPTION_LAYERS, build_fid_inception
 
+BACKBONES = ("inception_v3", "mobilenet_v2")
+
+
+def build_tf_mobilenet_v2() -> nn.Sequential:
+    """torchvision's MobileNetV2 features (1280 channels) with TensorFlow's "SAME" padding on the stride-2
+    convolutions (one row and column of zeros after the input, none before), so that TF weights load exactly."""
+    from torchvision.models import mobilenet_v2
+
+    features = mobilenet_v2().features
+    for module in list(features.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Conv2d) and child.stride == (2, 2):
+                child.padding = (0, 0)
+                setattr(module, name, nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), child))
+    return features
+
 
 class StyleEncoder(ModelMixin, ConfigMixin):
     """`E(style) -> (B, code_dim)`; the style image (any size, [-1, 1]) is resized to image_size squared."""
 
     @register_to_config
-    def __init__(self, code_dim: int = 128, trunk_layer: str = "Mixed_6e", image_size: int = 256):
+    def __init__(
+        self,
+        code_dim: int = 128,
+        trunk_layer: str = "Mixed_6e",
+        image_size: int = 256,
+        backbone: str = "inception_v3",
+        keep_aspect: bool = False,
+    ):
+        """keep_aspect (mobilenet_v2 only): resize the style image to image_size on its shorter side, the longer
+        side a multiple of 32 up to 4 x image_size, instead of squashing it to a square (the pooled features
+        take any size; strokes keep their shape)."""
         super().__init__()
+        if not isinstance(keep_aspect, bool) or (keep_aspect and backbone != "mobilenet_v2"):
+            raise ValueError(f"keep_aspect must be true or false, and true only with mobilenet_v2, got {keep_aspect!r}")
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         if trunk_layer not in INCEPTION_LAYERS[:-1]:
             raise ValueError(f"trunk_layer must be one of {INCEPTION_LAYERS[:-1]}, got {trunk_layer!r}")
         if not isinstance(code_dim, int) or code_dim < 1:
             raise ValueError(f"code_dim must be a positive integer, got {code_dim!r}")
         if not isinstance(image_size, int) or image_size < 75:
             raise ValueError(f"image_size must be an integer >= 75 (the Inception stem needs it), got {image_size!r}")
-        self.trunk = build_fid_inception(trunk_layer)
+        if backbone == "mobilenet_v2":
+            # Magenta's predictor: the mean of the last 1280 features through one linear "bottleneck"
+            self.trunk = build_tf_mobilenet_v2().eval()  # frozen batch norms from the start (see train())
+            self.head = nn.Linear(1280, code_dim)
+            return
+        self.trunk = build_fid_inception(trunk_layer).eval()
         channels = INCEPTION_CHANNELS[trunk_layer]
         # mean and std of the trunk's features: the statistics style lives in
         self.head = nn.Sequential(nn.Linear(2 * channels, 2 * code_dim), nn.ReLU(), nn.Linear(2 * code_dim, code_dim))
@@ -40,10 +80,20 @@ class StyleEncoder(ModelMixin, ConfigMixin):
         self.trunk.eval()
         return self
 
-    def forward(self, style: torch.Tensor) -> torch.Tensor:
+    def _size(self, height: int, width: int) -> tuple[int, int]:
         size = self.config.image_size
-        if style.shape[-2:] != (size, size):
-            style = F.interpolate(style, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        if not self.config.keep_aspect:
+            return size, size
+        # every stride-2 level of the trunk then sees an even size: TF's "SAME" padding as in training
+        longer = min(4 * size, max(size, round(size * max(height, width) / min(height, width) / 32) * 32))
+        return (size, longer) if height <= width else (longer, size)
+
+    def forward(self, style: torch.Tensor) -> torch.Tensor:
+        size = self._size(*style.shape[-2:])
+        if style.shape[-2:] != size:
+            style = F.interpolate(style, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if self.config.backbone == "mobilenet_v2":
+            return self.head(self.trunk((style + 1) / 2).mean(dim=(2, 3)))  # the TF predictor reads [0, 1]
         feats = self.trunk(style)
         stats = torch.cat([feats.mean(dim=(2, 3)), feats.flatten(2).std(dim=2)], dim=1)
         return self.head(stats)
