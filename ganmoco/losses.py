@@ -154,3 +154,8 @@ def fusion_loss(
         terms["fusion_reference"] = fusion_reference_loss(fused, reference)
         total = total + w_ref * terms["fusion_reference"]
     return total, terms
+
+
+def teacher_loss(output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
+    """L_teacher = mean |G(x) - T(x)|: distance to a frozen teacher network's output for the same input."""
+    return (output.float() - teacher_output.float()).abs().mean()

@@ -425,3 +425,26 @@ def test_nonfinite_updates_are_skipped_then_stop_the_run(tiny_data, tiny_configs
     assert r.returncode != 0
     assert r.stderr.count("update skipped") == 3
     assert "error: 3 non-finite updates in a row" in r.stderr
+
+
+def test_fusion_head_only_keeps_the_style_path(tiny_data, tiny_configs, tiny_pipeline_dir, tmp_path):
+    """--train_fusion_head_only: the fusion block and task codes learn, every other generator weight stays."""
+    init, out = tmp_path / "init", tmp_path / "run"
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    with torch.no_grad():  # a fresh norm maps every code to zero: give the task codes a gradient to follow
+        for name, param in pipe.generator.named_parameters():
+            if "to_scale_shift.weight" in name:
+                param.normal_(std=0.1)
+    pipe.save_pretrained(init)
+    r = _train(
+        _args(tiny_data, tiny_configs, out, "--init_from", init, "--train_fusion_head_only")
+        + ["--fusion_ratio", "1", "--max_train_steps", "2", "--learning_rate", "1e-2", "--ema_decay", "0"]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    before, after = _generator_weights(init), _generator_weights(out)
+    head = [k for k in before if k.startswith(("fusion.", "task_codes."))]
+    # the last score bias is the same for every source, so the softmax over sources gives it no gradient
+    learned = [k for k in head if k != "fusion.score.2.bias"]
+    unchanged = [k for k in learned if torch.equal(before[k], after[k])]
+    assert learned and not unchanged, unchanged
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in head)

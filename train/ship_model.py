@@ -19,6 +19,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "ganmoco" / "assets" / "examples"
+# The filter presets shipped with the default model: name -> (bundled style images, blend weights)
+PRESETS = {
+    "starry-night": (["van_gogh_starry_night"], None),
+    "night-cafe": (["van_gogh_night_cafe"], None),
+    "bridge": (["van_gogh_bridge"], None),
+    "church-auvers": (["van_gogh_church_auvers"], None),
+    "starry-cafe": (["van_gogh_starry_night", "van_gogh_night_cafe"], [0.5, 0.5]),
+}
 
 
 def to_fp16(src: Path, dst: Path) -> None:
@@ -68,6 +76,7 @@ def main(argv=None):
     p.add_argument("--run", required=True, help="the --output_dir of a finished training run")
     p.add_argument("--dst", required=True)
     p.add_argument("--log", help="the run's console log, cleaned into train_log.txt")
+    p.add_argument("--extra", nargs="*", default=[], help="more files to ship beside the model card")
     args = p.parse_args(argv)
     run, dst = Path(args.run), Path(args.dst)
     if dst.exists():
@@ -83,6 +92,8 @@ def main(argv=None):
         )
     for name in ("README.md", "training_args.json"):
         shutil.copy(run / name, dst)
+    for name in args.extra:  # e.g. the NOTICE and LICENSES.md of the weights and data it was trained from
+        shutil.copy(name, dst)
     samples = sorted((run / "samples").glob("*.png"))
     if samples:
         (dst / "samples").mkdir()
@@ -99,6 +110,8 @@ def main(argv=None):
             a = np.asarray(full.stylize(content, EXAMPLES / "van_gogh_starry_night.jpg"), np.int16)
             b = np.asarray(half.stylize(content, EXAMPLES / "van_gogh_starry_night.jpg"), np.int16)
             worst = max(worst, int(np.abs(a - b).max()))
+    for name, (styles, weights) in PRESETS.items():  # codes of this model's style space
+        half.save_preset(name, [EXAMPLES / f"{s}.jpg" for s in styles], weights, folder=dst / "presets")
     grid(half, dst / "grid.jpg")
     size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
     print(f"{dst}: {size / 2**20:.1f} MiB; fp16 vs fp32 output: max {worst} levels of 255")

