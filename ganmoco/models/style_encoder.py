@@ -42,14 +42,8 @@ class StyleEncoder(ModelMixin, ConfigMixin):
         trunk_layer: str = "Mixed_6e",
         image_size: int = 256,
         backbone: str = "inception_v3",
-        keep_aspect: bool = False,
     ):
-        """keep_aspect (mobilenet_v2 only): resize the style image to image_size on its shorter side, the longer
-        side a multiple of 32 up to 4 x image_size, instead of squashing it to a square (the pooled features
-        take any size; strokes keep their shape)."""
         super().__init__()
-        if not isinstance(keep_aspect, bool) or (keep_aspect and backbone != "mobilenet_v2"):
-            raise ValueError(f"keep_aspect must be true or false, and true only with mobilenet_v2, got {keep_aspect!r}")
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         if trunk_layer not in INCEPTION_LAYERS[:-1]:
@@ -80,16 +74,8 @@ class StyleEncoder(ModelMixin, ConfigMixin):
         self.trunk.eval()
         return self
 
-    def _size(self, height: int, width: int) -> tuple[int, int]:
-        size = self.config.image_size
-        if not self.config.keep_aspect:
-            return size, size
-        # every stride-2 level of the trunk then sees an even size: TF's "SAME" padding as in training
-        longer = min(4 * size, max(size, round(size * max(height, width) / min(height, width) / 32) * 32))
-        return (size, longer) if height <= width else (longer, size)
-
     def forward(self, style: torch.Tensor) -> torch.Tensor:
-        size = self._size(*style.shape[-2:])
+        size = (self.config.image_size,) * 2
         if style.shape[-2:] != size:
             style = F.interpolate(style, size=size, mode="bilinear", align_corners=False, antialias=True)
         if self.config.backbone == "mobilenet_v2":
