@@ -15,6 +15,7 @@ import importlib.util
 import json
 import multiprocessing as mp
 import platform
+import queue as queue_module
 import resource
 import statistics
 import sys
@@ -208,7 +209,14 @@ def measure(task: str, size: int, repeats: int) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(task, size, repeats, queue))
     proc.start()
-    result = queue.get()
+    while True:  # a child that dies (an import error, out of memory) must not leave the parent waiting forever
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                failed = f"error: measuring {task} at {size} failed (exit code {proc.exitcode}; see above)"
+                raise SystemExit(failed) from None
     proc.join()
     return result
 
