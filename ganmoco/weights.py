@@ -278,22 +278,20 @@ def convert_magenta_predict(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
     convs = [(floats[n.input[1]], floats[n.input[2]]) for n in nodes if n.op_type == "Conv"]
     encoder = StyleEncoder(**MAGENTA_ENCODER_CONFIG)
     target = encoder.state_dict()
-    ours = [m for m in encoder.trunk.modules() if isinstance(m, torch.nn.Conv2d)]
-    names = {id(m): k for k, m in encoder.trunk.named_modules()}
+    modules = list(encoder.trunk.named_modules())
+    ours = [name for name, m in modules if isinstance(m, torch.nn.Conv2d)]
+    bns = [(name, m.eps) for name, m in modules if isinstance(m, torch.nn.BatchNorm2d)]  # one after each conv
     if len(convs) != len(ours) + 1:
         raise ValueError(f"expected {len(ours) + 1} convolutions in the predictor graph, found {len(convs)}")
     state = {}
-    bns = [k for k, m in encoder.trunk.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for (weight, bias), conv, bn in zip(convs[:-1], ours, bns, strict=True):
-        key = "trunk." + names[id(conv)]
-        if tuple(weight.shape) != tuple(target[f"{key}.weight"].shape):
-            raise ValueError(f"predictor conv {tuple(weight.shape)} does not fit {key}")
-        state[f"{key}.weight"] = _t(weight)
-        bn_module = dict(encoder.trunk.named_modules())[bn]
+    for (weight, bias), conv, (bn, eps) in zip(convs[:-1], ours, bns, strict=True):
+        if tuple(weight.shape) != tuple(target[f"trunk.{conv}.weight"].shape):
+            raise ValueError(f"predictor conv {tuple(weight.shape)} does not fit trunk.{conv}")
+        state[f"trunk.{conv}.weight"] = _t(weight)
         state[f"trunk.{bn}.weight"] = torch.ones(len(bias))
         state[f"trunk.{bn}.bias"] = _t(bias)
         state[f"trunk.{bn}.running_mean"] = torch.zeros(len(bias))
-        state[f"trunk.{bn}.running_var"] = torch.full((len(bias),), 1.0 - bn_module.eps)
+        state[f"trunk.{bn}.running_var"] = torch.full((len(bias),), 1.0 - eps)
         state[f"trunk.{bn}.num_batches_tracked"] = torch.tensor(0)
     weight, bias = convs[-1]
     state["head.weight"], state["head.bias"] = _t(weight[:, :, 0, 0]), _t(bias)
