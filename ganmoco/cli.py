@@ -7,16 +7,15 @@ Exit codes: 0 success; 2 bad input or usage (one `error:` line on stderr); 1 int
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
 from PIL import Image
 
-from .data import ImageError, load_image
-from .models.generator import FUSION_TASKS
+from .files import atomic_output
+from .images import ImageError, load_image
+from .tasks import FUSION_TASKS
 
 
 class UsageError(ValueError):
@@ -39,14 +38,8 @@ def _output_path(out: str) -> Path:
 
 def save_atomically(image: Image.Image, path: Path) -> None:
     """Write to a temporary file beside `path`, then rename: a failure never leaves a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_output(path, path.suffix) as tmp:
         image.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _check_weights(weights: list[float] | None, count: int, what: str) -> None:
@@ -86,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
     p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
-    p.add_argument("--model", help="pipeline folder (default: the bundled model); the preset goes in its presets/")
+    p.add_argument(
+        "--model",
+        help="pipeline folder (default: the bundled model); the preset goes in its presets/ (the bundled model's: "
+        "in the user's cache, ~/.cache/ganmoco/presets/)",
+    )
 
     p = sub.add_parser("video", help="stylize a video (H.264 out, the source's frame rate)")
     p.add_argument("input")
@@ -105,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure the model and the baselines on held-out images (JSON + PNG grids)")
     p.add_argument("--contents", nargs="+", required=True, help="content images or folders of them")
-    p.add_argument("--styles", nargs="+", required=True, help="style images or folders of them")
+    p.add_argument("--styles", nargs="+", help="style images or folders of them (needed unless --no-style)")
     p.add_argument("--fusion-images", nargs="+", help="clean photos for synthetic fusion pairs (default: --contents)")
     p.add_argument("--out", required=True, help="folder for metrics.json, metrics.md and grid_<method>.png")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
@@ -125,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gatys-steps", type=int, default=200)
     p.add_argument("--max-side", type=int, default=256, help="images are evaluated at this longer side")
     p.add_argument("--fusion-size", type=int, default=256)
-    p.add_argument("--no-fusion", action="store_true")
+    p.add_argument("--no-fusion", action="store_true", help="skip the fusion section")
+    p.add_argument("--no-style", action="store_true", help="skip the style-transfer section")
     p.add_argument("--seed", type=int, default=0)
 
     sub.add_parser(
@@ -161,9 +159,15 @@ def _eval(args) -> int:
         raise UsageError("--max-side and --fusion-size must be at least 64")
     if args.gatys_pairs < 0 or args.gatys_steps < 1:
         raise UsageError("--gatys-pairs must be >= 0 and --gatys-steps >= 1")
-    contents, styles = _images(args.contents, "--contents"), _images(args.styles, "--styles")
-    if len(styles) < 2:
-        raise UsageError("--styles needs at least 2 images (FID/KID compare sets)")
+    if args.no_style and args.no_fusion:
+        raise UsageError("--no-style and --no-fusion leave nothing to measure")
+    contents = _images(args.contents, "--contents")
+    if not args.no_style:
+        if not args.styles:
+            raise UsageError("--styles is required unless --no-style")
+        styles = _images(args.styles, "--styles")
+        if len(styles) < 2:
+            raise UsageError("--styles needs at least 2 images (FID/KID compare sets)")
     fusion = [] if args.no_fusion else _images(args.fusion_images or args.contents, "--fusion-images")
     if args.adain is not None and not (Path(args.adain) / "config.json").is_file():
         raise UsageError(f"--adain {args.adain!r} is not an AdaIN decoder folder (no config.json)")
@@ -175,20 +179,19 @@ def _eval(args) -> int:
         compare[name] = model
     out = Path(args.out)
     pipe = _load_pipeline(args.model)
-    methods = evaluate.style_methods(
-        pipe,
-        args.adain,
-        args.gatys_steps if args.gatys_pairs else 0,
-        peer=args.peer,
-        teacher=args.teacher,
-        compare={name: _load_pipeline(model) for name, model in compare.items()},
-    )
-    report = {
-        "settings": {k: v for k, v in vars(args).items() if k not in ("command", "debug")},
-        "style": evaluate.evaluate_style(methods, contents, styles, args.max_side, args.gatys_pairs, out),
-    }
+    report = {"settings": {k: v for k, v in vars(args).items() if k not in ("command", "debug")}}
+    if not args.no_style:
+        methods = evaluate.style_methods(
+            pipe,
+            args.adain,
+            args.gatys_steps if args.gatys_pairs else 0,
+            peer=args.peer,
+            teacher=args.teacher,
+            compare={name: _load_pipeline(model) for name, model in compare.items()},
+        )
+        report["style"] = evaluate.evaluate_style(methods, contents, styles, args.max_side, args.gatys_pairs, out)
     if fusion:
-        report["fusion"] = evaluate.evaluate_fusion(pipe, fusion, args.fusion_size, args.seed)
+        report["fusion"] = evaluate.evaluate_fusion(pipe, fusion, args.fusion_size, args.seed, out_dir=out)
     print(evaluate.write_report(report, out))
     print(evaluate.markdown(report))
     return 0

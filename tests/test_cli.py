@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 from PIL import Image
 
 from .conftest import assert_one_error_line, run_cli
@@ -39,6 +43,10 @@ def test_stylize_and_fuse_write_images_of_the_content_size(tiny_pipeline_dir, ex
     )
     assert r.returncode == 0, r.stderr
     assert Image.open(fused).size == Image.open(examples / "bird_owl.jpg").size
+    # written through a temporary file, yet with the mode any new file gets (0666 less the umask)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert {p.stat().st_mode & 0o777 for p in (out, fused)} == {0o666 & ~mask}
 
 
 def test_bad_input_exits_2_with_one_line_and_no_output(tiny_pipeline_dir, examples, tmp_path):
@@ -101,3 +109,40 @@ def test_save_preset_then_stylize_with_it(tiny_pipeline_dir, examples, tmp_path)
         )
     )
     assert not (tmp_path / "x.png").exists()
+
+
+def test_help_and_input_errors_come_before_the_heavy_imports(tmp_path):
+    """`ganmoco --help` and a missing input answer without importing torch or diffusers (seconds on a cold
+    start): arguments and images are checked first."""
+    code = (
+        "import sys\n"
+        "from ganmoco.cli import main\n"
+        "try:\n"
+        "    rc = main(sys.argv[1:])\n"
+        "except SystemExit as done:\n"
+        "    rc = done.code\n"
+        "print('rc', rc, 'heavy', sorted({'torch', 'diffusers'} & set(sys.modules)))\n"
+    )
+    missing = [
+        "stylize",
+        str(tmp_path / "nope.jpg"),
+        "--style",
+        str(tmp_path / "s.jpg"),
+        "--out",
+        str(tmp_path / "o.png"),
+    ]
+    for args, rc in ((["--help"], 0), (["fuse", "--help"], 0), (missing, 2)):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert f"rc {rc} heavy []" in r.stdout, (args, r.stdout[-500:], r.stderr[-500:])
+    assert "does not exist" in r.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_a_style_image_too_small_to_carry_a_style_is_refused(tiny_pipeline_dir, examples, tmp_path):
+    out = tmp_path / "out.png"
+    for size in ((1, 1), (2000, 8)):
+        style = tmp_path / f"style_{size[0]}x{size[1]}.png"
+        Image.new("RGB", size, (200, 40, 40)).save(style)
+        r = run_cli("stylize", examples / "bird_owl.jpg", "--style", style, "--model", tiny_pipeline_dir, "--out", out)
+        assert_one_error_line(r)
+        assert "at least 32 px on its shorter side" in r.stderr and f"{size[0]}x{size[1]}" in r.stderr
+        assert not out.exists()

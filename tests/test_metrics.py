@@ -95,6 +95,26 @@ def test_fusion_metrics_on_known_images(photos):
     assert torch.allclose(baselines.average_fusion([a, b]), torch.zeros_like(a))
 
 
+def test_pyramid_rules_on_known_stacks(photos):
+    x = photos["castle_chambord"][..., :96, :96]
+    pyramid = baselines.laplacian_pyramid(x, 4)
+    assert [p.shape[-1] for p in pyramid] == [96, 48, 24, 12]
+    assert torch.allclose(baselines.collapse_pyramid(pyramid), x, atol=1e-5)
+    # copies of one image fuse to it under both rules
+    assert torch.allclose(baselines.laplacian_max_abs_fusion([x, x]), x, atol=1e-5)
+    assert torch.allclose(baselines.mertens_fusion([x, x, x]), x, atol=1e-5)
+    # a sharp-left / sharp-right focus pair: the pyramid rule keeps the sharp halves, averaging cannot
+    pair = synthetic_fusion_pair(x[0], "multi-focus", np.random.default_rng(0), shape="half")
+    sources = [pair[:1], pair[1:]]
+    lap = metrics.reference_metrics(baselines.laplacian_max_abs_fusion(sources), x)["PSNR_ref"]
+    avg = metrics.reference_metrics(baselines.average_fusion(sources), x)["PSNR_ref"]
+    assert lap > avg + 3, (lap, avg)
+    # an exposure bracket: Mertens favours the well-exposed frame, so it lies between the two
+    bracket = synthetic_fusion_pair(x[0], "multi-exposure", np.random.default_rng(0))
+    fused = baselines.mertens_fusion([bracket[:1], bracket[1:]])
+    assert bracket[0].mean() < fused.mean() < bracket[1].mean()
+
+
 def test_gatys_moves_toward_the_style(photos):
     content, style = photos["castle_chambord"][..., :64, :64], photos["van_gogh_starry_night"]
     score = metrics.StyleMetrics()
@@ -130,7 +150,10 @@ def test_eval_command_writes_json_and_grids(tmp_path, examples, tiny_pipeline_di
         and summary["art_fid"] == pytest.approx(1 + summary["fid"])
     )
     assert set(report["fusion"]) == {"multi-focus", "multi-exposure"}
-    assert set(report["fusion"]["multi-focus"]) == {"ganmoco", "average", "max-abs", "reference"}
+    assert set(report["fusion"]["multi-focus"]) == {
+        "ganmoco", "ganmoco (task named)", "average", "max-abs", "laplacian max-abs", "mertens", "reference"
+    }  # fmt: skip
+    assert (out / "grid_fusion.png").is_file()
     assert set(report["fusion"]["multi-focus"]["average"]) == {
         "EN", "SD", "SF", "AG", "MI", "SSIM", "VIF", "Qabf", "PSNR_ref", "SSIM_ref"
     }  # fmt: skip

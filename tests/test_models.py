@@ -32,15 +32,45 @@ def test_generator_shapes_and_round_trip(tmp_path):
     assert a.min() >= -1 and a.max() <= 1
 
 
-def test_generator_fuses_any_number_of_inputs_order_invariant():
-    G = GanMocoGenerator(**TINY_GENERATOR).eval()
-    sources = torch.rand(1, 3, 3, 32, 40) * 2 - 1
+def _perturbed_fusion_head(G):
+    """A fresh head starts near uniform weights and no tone change: perturb it so that both matter."""
+    torch.manual_seed(1)
     with torch.no_grad():
-        out = G(sources, task=2)
+        for p in G.fusion.parameters():
+            p.normal_(std=0.3)
+    return G
+
+
+@pytest.mark.parametrize("config", [TINY_GENERATOR, {**TINY_GENERATOR, "stem_kernel_size": 9, "encoder_norm": False}])
+def test_generator_fuses_any_number_of_inputs_order_invariant(config):
+    G = _perturbed_fusion_head(GanMocoGenerator(**config).eval())
+    sources = torch.rand(1, 3, 3, 33, 40) * 2 - 1
+    with torch.no_grad():
+        out, weights = G.fusion_weights(sources, task=2)
         permuted = G(sources[:, [2, 0, 1]], task=2)
         two = G(sources[:, :2], task=0)
-    assert out.shape == (1, 3, 32, 40) and two.shape == (1, 3, 32, 40)
+        same = G(sources[:, [1, 1, 1]], task=0)
+    assert out.shape == (1, 3, 33, 40) and two.shape == (1, 3, 33, 40) and weights.shape == (1, 3, 1, 33, 40)
     assert torch.allclose(out, permuted, atol=1e-5)
+    # the weights are a partition of unity per pixel, and they really choose (not all 1/3)
+    assert torch.allclose(weights.sum(1), torch.ones(1, 1, 33, 40), atol=1e-6) and weights.min() >= 0
+    assert weights.std() > 0.05
+    # copies of one image fuse to that image: the tone curve of an agreeing stack is the identity
+    assert (same - sources[:, 1]).abs().max() < 1 / 255
+    assert (out - sources.mean(1)).abs().mean() > 0.01
+
+
+def test_fused_image_is_a_weighted_sum_of_the_toned_sources():
+    """Fusion writes weights, not pixels: where one source has all the weight, the output is that source
+    (through its tone curve), at full resolution."""
+    G = _perturbed_fusion_head(GanMocoGenerator(**TINY_GENERATOR).eval())
+    with torch.no_grad():
+        G.fusion.tone[2].weight.zero_()  # no tone change
+        G.fusion.tone[2].bias.zero_()
+    sources = torch.rand(1, 2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        out, weights = G.fusion_weights(sources)
+    assert torch.allclose(out, (weights * sources).sum(1), atol=1e-5)
 
 
 def test_generator_spatial_code_map_equals_uniform_code():

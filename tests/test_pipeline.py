@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 from PIL import Image
 
 from ganmoco import GanMocoPipeline, ImageError, ModelLoadError
+from ganmoco.pipeline import DEFAULT_MODEL
 
 from .conftest import image_diff
 
@@ -45,12 +47,24 @@ def test_blend_strength_and_weights(pipe, examples):
     only1 = pipe.stylize(content, [s1, s2], weights=[1, 0])
     assert image_diff(only1, pipe.stylize(content, s1)) == 0.0
     assert image_diff(pipe.stylize(content, [s1, s2], weights=[1, 1]), only1) > 0.0
-    weak, full = pipe.stylize(content, s1, strength=0.0), pipe.stylize(content, s1, strength=1.0)
-    assert image_diff(weak, full) > 0.0
     with pytest.raises(ValueError, match="strength"):
         pipe.stylize(content, s1, strength=1.5)
+    with pytest.raises(ValueError, match="strength"):
+        pipe.stylize(content, s1, strength=float("nan"))
     with pytest.raises(ValueError, match="weights"):
         pipe.stylize(content, [s1, s2], weights=[1])
+
+
+def test_strength_moves_from_the_photo_to_the_full_style(pipe, examples):
+    """0 is the photo itself (within one level), 1 the full stylization, and the distance to the photo grows
+    with the strength in between."""
+    content = Image.open(examples / "bird_duck.jpg").convert("RGB")
+    style = examples / "van_gogh_starry_night.jpg"
+    photo = np.asarray(content, dtype=np.int16)
+    assert np.abs(np.asarray(pipe.stylize(content, style, strength=0.0), dtype=np.int16) - photo).max() <= 1
+    distances = [image_diff(pipe.stylize(content, style, strength=s), content) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert distances == sorted(distances) and distances[0] < 0.5 < distances[-1], distances
+    assert image_diff(pipe.stylize(content, style, strength=1.0), pipe.stylize(content, style)) == 0.0
 
 
 def test_mask_chooses_where_the_style_goes(pipe, examples):
@@ -60,13 +74,16 @@ def test_mask_chooses_where_the_style_goes(pipe, examples):
     everywhere = Image.new("L", content.size, 255)
     nowhere = Image.new("L", content.size, 0)
     assert image_diff(pipe.stylize(content, style, mask=everywhere), pipe.stylize(content, style)) < 0.5
-    assert image_diff(pipe.stylize(content, style, mask=nowhere), pipe.stylize(content, style, strength=0.0)) < 0.5
+    photo = np.asarray(content.convert("RGB"), dtype=np.int16)
+    assert np.abs(np.asarray(pipe.stylize(content, style, mask=nowhere), dtype=np.int16) - photo).max() <= 1
     half = Image.new("L", content.size, 0)
     half.paste(255, (0, 0, w // 2, h))
     out = np.asarray(pipe.stylize(content, style, mask=half), dtype=np.int16)
     full = np.asarray(pipe.stylize(content, style), dtype=np.int16)
-    left, right = np.abs(out - full)[:, : w // 4].mean(), np.abs(out - full)[:, 3 * w // 4 :].mean()
-    assert left < right
+    # left of the edge (nearly) the full stylization, right of it the photo itself, a soft edge between
+    assert np.abs(out - full)[:, : w // 2 - 16].mean() < np.abs(out - full)[:, w // 2 + 16 :].mean() / 2
+    assert np.abs(out - photo)[:, w // 2 + 16 :].max() <= 1
+    assert np.abs(out - photo)[:, w // 2 - 16 : w // 2 + 16].mean() > 1.0
 
 
 def test_preserve_color_keeps_the_content_chroma(pipe, examples):
@@ -102,9 +119,13 @@ def test_bad_inputs_are_clear_errors(pipe, tmp_path, examples):
         pipe.fuse([examples / "bird_owl.jpg", bad])
 
 
-def test_missing_and_pickle_only_folders(tmp_path, tiny_pipeline_dir):
+def test_missing_and_pickle_only_folders(tmp_path, tiny_pipeline_dir, monkeypatch):
     with pytest.raises(ModelLoadError, match="does not exist"):
         GanMocoPipeline.from_pretrained(tmp_path / "nope")
+    monkeypatch.chdir(tmp_path)
+    for local in ("./nope-model", "../nope-model", "~/nope-model", "a/b/c"):  # paths, never Hub ids
+        with pytest.raises(ModelLoadError, match=f"model folder '{re.escape(local)}' does not exist"):
+            GanMocoPipeline.from_pretrained(local)
     with pytest.raises(ModelLoadError, match="model_index.json"):
         GanMocoPipeline.from_pretrained(tmp_path)
     import shutil
@@ -179,6 +200,27 @@ def test_presets_save_load_and_stylize(tiny_pipeline_dir, examples, tmp_path):
         pipe.stylize(content, torch.zeros(1, 3))
 
 
+def test_saved_models_keep_their_presets_and_precision(tmp_path, monkeypatch, examples):
+    """save_pretrained carries the presets along and keeps the precision the weights were stored in; a preset
+    saved for the bundled model goes to the user's cache, never into the installed package."""
+    monkeypatch.setenv("GANMOCO_CACHE", str(tmp_path / "cache"))
+    pipe = GanMocoPipeline.from_pretrained()
+    shipped = set(pipe.presets)
+    path = pipe.save_preset("mine", [examples / "van_gogh_bridge.jpg"])
+    assert path == tmp_path / "cache" / "presets" / "default-model" / "mine.safetensors"
+    assert set(pipe.presets) == shipped | {"mine"}
+    pipe.save_pretrained(tmp_path / "copy")
+    copy = GanMocoPipeline.from_pretrained(tmp_path / "copy")
+    assert set(copy.presets) == shipped | {"mine"}
+    assert torch.equal(copy.preset("mine"), pipe.preset("mine"))
+    bundled = sum(f.stat().st_size for f in DEFAULT_MODEL.glob("*/*.safetensors"))
+    saved = sum(f.stat().st_size for f in (tmp_path / "copy").glob("*/*.safetensors"))
+    assert saved < 1.05 * bundled  # fp16 as shipped, not fp32 (twice the size)
+    content = examples / "bird_owl.jpg"
+    style = examples / "van_gogh_night_cafe.jpg"
+    assert image_diff(copy.stylize(content, style), pipe.stylize(content, style)) == 0.0
+
+
 def test_bundled_default_model_loads_offline_and_stylizes(examples):
     pipe = GanMocoPipeline.from_pretrained()
     assert pipe.generator.dtype == torch.float32
@@ -190,9 +232,13 @@ def test_bundled_default_model_loads_offline_and_stylizes(examples):
     assert image_diff(out, pipe.stylize(content, pipe.preset("starry-night"))) > 5.0
 
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 300), (2000, 2), (17, 9)])
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (2000, 2), (17, 9), (40, 33)])
 def test_tiny_and_extreme_aspect_images(pipe, examples, size):
     content = Image.open(examples / "bird_owl.jpg").convert("RGB").resize(size)
     assert pipe.stylize(content, examples / "van_gogh_bridge.jpg").size == size
     assert pipe.fuse([content, content.transpose(Image.FLIP_LEFT_RIGHT)]).size == size
-    assert pipe.stylize(examples / "bird_duck.jpg", content).size == Image.open(examples / "bird_duck.jpg").size
+    if min(size) >= 32:
+        assert pipe.stylize(examples / "bird_duck.jpg", content).size == Image.open(examples / "bird_duck.jpg").size
+    else:  # too small or thin to show a style: refused with the minimum named
+        with pytest.raises(ImageError, match="at least 32 px"):
+            pipe.stylize(examples / "bird_duck.jpg", content)

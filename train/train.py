@@ -132,6 +132,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weight in L_fusion of the distance to the clean photo a synthetic pair was made from (0: off)",
     )
     loss.add_argument(
+        "--fusion_unsupervised_weight",
+        type=float,
+        default=1.0,
+        help="weight in L_fusion of the unsupervised terms (intensity, gradient, SSIM to the sources)",
+    )
+    loss.add_argument(
         "--teacher_weight",
         type=float,
         default=0.0,
@@ -345,23 +351,30 @@ def fusion_step(G, D, nets, batch, args, synthetic: bool):
         exposure=exposure,
         reference=reference if supervised else None,
         w_ref=args.fusion_reference_weight,
+        w_int=args.fusion_unsupervised_weight,
+        w_grad=args.fusion_unsupervised_weight,
+        w_ssim=args.fusion_unsupervised_weight,
     )
-    with torch.no_grad():
-        f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
-    f_fused = vgg(fused)
-    terms["feature"] = (
-        FEATURE_SCALE
-        * sum(
-            losses.feature_loss(
-                {VGG_CONTENT_LAYER: f_fused[VGG_CONTENT_LAYER]}, {VGG_CONTENT_LAYER: f[VGG_CONTENT_LAYER]}
+    loss = args.beta_fusion * fusion
+    if args.gamma_feature > 0:  # VGG is the costliest part of a fusion step: skipped when unweighted
+        with torch.no_grad():
+            f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
+        f_fused = vgg(fused)
+        terms["feature"] = (
+            FEATURE_SCALE
+            * sum(
+                losses.feature_loss(
+                    {VGG_CONTENT_LAYER: f_fused[VGG_CONTENT_LAYER]}, {VGG_CONTENT_LAYER: f[VGG_CONTENT_LAYER]}
+                )
+                for f in f_sources
             )
-            for f in f_sources
+            / len(f_sources)
         )
-        / len(f_sources)
-    )
+        loss = loss + args.gamma_feature * terms["feature"]
     terms["fusion"] = fusion
-    terms["adv_g"] = losses.ADVERSARIAL[args.gan_loss][1](D(fused, code))
-    loss = args.lambda_adv * terms["adv_g"] + args.beta_fusion * fusion + args.gamma_feature * terms["feature"]
+    if args.lambda_adv > 0:
+        terms["adv_g"] = losses.ADVERSARIAL[args.gan_loss][1](D(fused, code))
+        loss = loss + args.lambda_adv * terms["adv_g"]
     return loss, fused, code, reference, terms
 
 
@@ -528,9 +541,12 @@ def main(args: argparse.Namespace) -> Path:
                         G, E, D_frozen, nets, streams["content"].next(), streams["style"].next(), args, teacher
                     )
                 accelerator.backward(loss_G)
-                D.requires_grad_(True)
-                loss_D = d_loss_fn(D(real, code), D(fake.detach(), code))
-                accelerator.backward(loss_D)
+                if args.lambda_adv > 0:  # without L_GAN the discriminator has nothing to teach
+                    D.requires_grad_(True)
+                    loss_D = d_loss_fn(D(real, code), D(fake.detach(), code))
+                    accelerator.backward(loss_D)
+                else:
+                    loss_D = torch.zeros((), device=accelerator.device)
                 if accelerator.sync_gradients:
                     # norms of the synchronised gradients: the same on every process, so all skip together
                     grad_norm_G = accelerator.clip_grad_norm_(g_params, max_norm)
@@ -670,6 +686,7 @@ def write_model_card(output_dir: Path, args, counts: dict, steps: int, match_col
         "alpha_style": args.alpha_style,
         "beta_fusion": args.beta_fusion,
         "fusion_reference_weight": args.fusion_reference_weight,
+        "fusion_unsupervised_weight": args.fusion_unsupervised_weight,
         "vgg_meanstd_weight": args.vgg_meanstd_weight,
         "teacher_weight": args.teacher_weight,
         "init_from": args.init_from or "random initialisation (pretrained feature trunks)",

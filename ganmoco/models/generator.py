@@ -1,10 +1,12 @@
 """The GAN-MoCo generator: one shared encoder / residual trunk / decoder for style transfer and fusion.
 
 Every norm is a conditional instance norm whose scale and shift come from a code: the style code for style
-transfer, a learned task code for fusion. Fusion encodes each of the N inputs with the shared encoder and
-merges them with per-pixel softmax weights (order-invariant, any N >= 2). With `match_colors`, a stylized
-image finally takes the mean and std of the style image's YCbCr channels (a Reinhard et al. 2001 style colour
-transfer, inside the network): exact for a painting never seen in training, where a learned code is not.
+transfer, a learned task code for fusion. Fusion encodes each of the N inputs with the shared encoder, and its
+head turns their features into per-pixel softmax weights over the sources at full resolution and a tone curve
+per source (order-invariant, any N >= 2): the fused image is a weighted sum of the (toned) sources. With
+`match_colors`, a stylized image finally takes the mean and std of the style image's YCbCr channels (a
+Reinhard et al. 2001 style colour transfer, inside the network): exact for a painting never seen in training,
+where a learned code is not.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-FUSION_TASKS = ("general", "multi-focus", "multi-exposure", "infrared-visible")
+from ..tasks import FUSION_TASKS
 
 
 class _InstanceStats(nn.Module):
@@ -170,20 +172,79 @@ class ResidualBlock(nn.Module):
         return x + self.norm2(self.conv2(h), code)
 
 
-class FusionBlock(nn.Module):
-    """Per-pixel softmax weights over N encoded inputs, each scored beside the inputs' mean and max."""
+class FusionHead(nn.Module):
+    """Fusion writes weights, not pixels: per-pixel softmax weights over the N sources, and a tone curve per
+    source, computed from the shared encoder's features of every source; the fused image is the weighted sum
+    of the toned sources at full resolution, so it can *be* a source where that source is right.
 
-    def __init__(self, channels: int):
+    Each source is scored from its own features at every encoder scale beside the stack's mean and max there
+    (order-invariant, any N), next to its pixels and a focus measure, at half resolution; the scores are
+    upsampled before the softmax, so the weights still switch sources within a pixel or two. The tone curve
+    (Guo et al. 2020, Zero-DCE: x <- x + a x (1 - x), repeated, with a per-pixel a in [-1, 1]) lets an
+    exposure bracket fuse brighter or darker than any weighted mean of its frames; its a is the difference
+    of one function of (source, stack) and the same function of (stack, stack), so a stack of agreeing
+    sources is left as it is."""
+
+    def __init__(self, feature_channels: list[int], code_dim: int, hidden: int = 16, tone_steps: int = 6):
         super().__init__()
-        self.score = nn.Sequential(nn.Conv2d(3 * channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1))
+        self.lateral = nn.ModuleList([nn.Conv2d(3 * c, hidden, 1) for c in feature_channels])
+        self.task_bias = nn.Linear(code_dim, hidden)
+        self.score = nn.Sequential(
+            nn.Conv2d(hidden + 4, hidden, 3, padding=1, padding_mode="replicate"),
+            nn.ReLU(),
+            nn.Conv2d(hidden, 1, 3, padding=1, padding_mode="replicate"),
+        )
+        self.tone = nn.Sequential(
+            nn.Conv2d(3 * feature_channels[-1], 32, 3, padding=1, padding_mode="replicate"),
+            nn.ReLU(),
+            nn.Conv2d(32, tone_steps, 3, padding=1, padding_mode="replicate"),
+        )
 
-    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """feats (B, N, C, h, w) -> fused (B, C, h, w), weights (B, N, 1, h, w) summing to 1 over N."""
-        b, n, c, h, w = feats.shape
-        context = torch.cat([feats.mean(1), feats.amax(1)], dim=1).unsqueeze(1).expand(b, n, 2 * c, h, w)
-        scores = self.score(torch.cat([feats, context], dim=2).reshape(b * n, 3 * c, h, w)).view(b, n, 1, h, w)
-        weights = scores.softmax(dim=1)
-        return (weights * feats).sum(1), weights
+    @staticmethod
+    def _stack(f: torch.Tensor) -> torch.Tensor:
+        """(B, N, C, h, w) -> (B, 2C, h, w): the stack's mean and max."""
+        return torch.cat([f.mean(1), f.amax(1)], dim=1)
+
+    def _with_stack(self, f: torch.Tensor) -> torch.Tensor:
+        """(B, N, C, h, w) -> (B*N, 3C, h, w): each source's features beside the stack's mean and max."""
+        stack = self._stack(f).unsqueeze(1).expand(-1, f.shape[1], -1, -1, -1)
+        return torch.cat([f, stack], dim=2).flatten(0, 1)
+
+    @staticmethod
+    def _focus(toned: torch.Tensor, b: int, n: int, size: tuple[int, int]) -> torch.Tensor:
+        """(B*N, 1, h, w): each source's local detail energy (|grey - its 3x3 mean|, pooled over ~10 px) in
+        log units relative to the stack's most detailed source: 0 for the sharpest, below 0 for the others.
+        The classic focus measure, given to the scorer so that it need not learn one."""
+        grey = toned.float().mean(1, keepdim=True)
+        detail = (grey - F.avg_pool2d(grey, 3, 1, 1, count_include_pad=False)).abs()
+        detail = F.adaptive_avg_pool2d(detail, size) if detail.shape[-2:] != size else detail
+        energy = torch.log(F.avg_pool2d(detail, 5, 1, 2, count_include_pad=False) + 1e-3).view(b, n, 1, *size)
+        return (energy - energy.amax(1, keepdim=True)).flatten(0, 1).to(toned.dtype)
+
+    def forward(
+        self, sources: torch.Tensor, feats: list[torch.Tensor], code: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sources (B, N, 3, H, W) in [-1, 1], feats: the encoder's (B*N, C, h, w) per scale, code (B, d)
+        -> fused (B, 3, H, W), weights (B, N, 1, H, W) summing to 1 over N."""
+        b, n, _, h, w = sources.shape
+        full, half = (h, w), (-(-h // 2), -(-w // 2))
+
+        def resize(t, size):
+            return t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+        coarse = feats[-1].view(b, n, *feats[-1].shape[1:])
+        agreeing = self.tone(torch.cat([coarse.mean(1), self._stack(coarse)], dim=1))
+        gains = torch.tanh(self.tone(self._with_stack(coarse))) - torch.tanh(agreeing).repeat_interleave(n, dim=0)
+        toned = (sources.flatten(0, 1).float() + 1) / 2
+        for a in resize(gains.float(), full).unbind(1):
+            toned = torch.addcmul(toned, a.unsqueeze(1) * toned, 1 - toned)
+        toned = toned.to(sources.dtype) * 2 - 1
+        hidden = self.task_bias(code).repeat_interleave(n, dim=0)[:, :, None, None]
+        for lateral, f in zip(self.lateral, feats, strict=True):
+            hidden = hidden + resize(lateral(self._with_stack(resize(f, half).view(b, n, -1, *half))), half)
+        scores = self.score(torch.cat([hidden.relu(), resize(toned, half), self._focus(toned, b, n, half)], dim=1))
+        weights = resize(scores, full).view(b, n, 1, h, w).float().softmax(dim=1).to(sources.dtype)
+        return (weights * toned.view(b, n, 3, h, w)).sum(1), weights
 
 
 # ITU-R BT.601 YCbCr: luma and two opponent colour axes, linear in the [-1, 1] sRGB values (cheap, exportable)
@@ -249,7 +310,6 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.encoder = nn.ModuleList(
             [ConvBlock(c_in, c_out, enc_code, stride=2) for c_in, c_out in zip(inputs, channels, strict=True)]
         )
-        self.fusion = FusionBlock(channels[-1])
         self.trunk = nn.ModuleList([ResidualBlock(channels[-1], code_dim) for _ in range(num_res_blocks)])
         # each block mirrors one encoder block (with a stem, the first one too: to_rgb then stays at full size)
         self.decoder = nn.ModuleList(
@@ -264,6 +324,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             self.to_rgb = UpBlock(channels[0], 3, code_dim=None, nearest=upsample == "nearest")
         self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)
         nn.init.normal_(self.task_codes.weight, std=0.1)
+        self.fusion = FusionHead(([base_channels] if stem else []) + channels, code_dim)
         # match_colors: the style code ends with the style image's YCbCr [mean, std], which the output takes
         self.colour_norm = AdaptiveInstanceNorm() if match_colors else None
 
@@ -402,21 +463,15 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         return out
 
     def fuse(self, sources: torch.Tensor, task: int | torch.Tensor = 0) -> torch.Tensor:
+        return self.fusion_weights(sources, task)[0]
+
+    def fusion_weights(self, sources: torch.Tensor, task: int | torch.Tensor = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused image (B, 3, H, W) and the per-pixel weights (B, N, 1, H, W) of its N sources."""
         b, n = sources.shape[:2]
-        if n < 2 or sources.shape[2] != 3:
+        if sources.ndim != 5 or n < 2 or sources.shape[2] != 3:
             raise ValueError(f"fusion needs sources of shape (B, N>=2, 3, H, W), got {tuple(sources.shape)}")
         code = self.task_code(task, b)
         x, (h, w) = self._pad(sources.flatten(0, 1))
         feats = self._encode(x, code.repeat_interleave(n, dim=0))
-        fused, weights = self.fusion(feats[-1].view(b, n, *feats[-1].shape[1:]))
-
-        def blend(t):  # the same per-pixel weights, resized, blend the inputs at any scale
-            w = F.interpolate(weights.flatten(0, 1), size=t.shape[-2:], mode="bilinear", align_corners=False)
-            return (w.view(b, n, 1, *t.shape[-2:]) * t.view(b, n, *t.shape[1:])).sum(1)
-
-        skips = [blend(f) for f in feats[:-1]]
-        # The decoder predicts a residual over the blended sources, in the tanh domain, so sharp detail of
-        # the chosen source passes through.
-        base = blend(x)
-        out = torch.tanh(torch.atanh(base.clamp(-0.999, 0.999)) + self._decode([*skips, fused], code))
-        return out[..., :h, :w]
+        fused, weights = self.fusion(x.view(b, n, *x.shape[1:]), feats, code)
+        return fused[..., :h, :w], weights[..., :h, :w]
