@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import gradio as gr
@@ -158,9 +159,14 @@ def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
     images = [_check_size(_image(p, f"image {i + 1}"), OUTPUT_SIZES.get(output_size)) for i, p in enumerate(paths)]
     progress(0.3, desc="fusing")
     try:
-        return PIPE.fuse(images, task=mode)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fused = PIPE.fuse(images, task=mode)
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
+    for warning in caught:  # e.g. a frame resized to the first one's size: said in the page, not only the log
+        gr.Warning(str(warning.message))
+    return fused
 
 
 def video(clip, style, strength=1.0, preserve_color=False, progress=gr.Progress()):
@@ -289,6 +295,7 @@ def build_demo() -> gr.Blocks:
                     frun = gr.Button("Fuse", variant="primary", elem_id="fuse-run")
                 with gr.Column():
                     fout = gr.Image(label="Fused", type="pil", format="png", elem_id="fuse-out")
+            frun.click(fuse, [files, mode, fsize], fout, api_name="fuse")
             gr.Examples(  # made from the example photos, see ganmoco/assets/examples/LICENSES.md
                 examples=[
                     [[str(EXAMPLES / "focus_near.jpg"), str(EXAMPLES / "focus_far.jpg")], "general"],
@@ -301,7 +308,6 @@ def build_demo() -> gr.Blocks:
                 cache_examples=False,
                 example_labels=["focus stack", "exposure bracket"],
             )
-            frun.click(fuse, [files, mode, fsize], fout, api_name="fuse")
         with gr.Tab("Video"):
             with gr.Row():
                 with gr.Column():
@@ -318,6 +324,11 @@ def build_demo() -> gr.Blocks:
                     vrun = gr.Button("Stylize video", variant="primary", elem_id="video-run")
                 with gr.Column():
                     vout = gr.Video(label="Stylized clip", elem_id="video-out")
+            gr.Examples(  # a pan across one of the example photos
+                examples=[[str(EXAMPLES / "pan_castle.mp4"), str(EXAMPLES / "van_gogh_starry_night.jpg")]],
+                inputs=[clip, vstyle],
+                example_labels=["a pan across a castle, Starry Night"],
+            )
             vrun.click(video, [clip, vstyle, vstrength, vpreserve], vout, api_name="video")
     return demo
 

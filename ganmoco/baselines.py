@@ -11,7 +11,6 @@ All take and return tensors in the package's convention ((1, 3, H, W), RGB, [-1,
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 from . import losses
 from .models.adain import ENCODER_LAYER, STYLE_LAYERS, AdaINDecoder, adaptive_instance_norm
 from .models.features import FeatureExtractor
+from .pyramid import collapse_pyramid, gaussian_pyramid, laplacian_pyramid, pyramid_levels
 
 # sRGB (D65) <-> CIE XYZ, and the Lab white point
 _RGB_TO_XYZ = torch.tensor(
@@ -184,42 +184,6 @@ def max_abs_fusion(sources: list[torch.Tensor]) -> torch.Tensor:
     """Per pixel and channel, the source value farthest from mid-grey (the largest |x| in [-1, 1])."""
     stacked = torch.stack(sources)
     return stacked.gather(0, stacked.abs().argmax(0, keepdim=True))[0]
-
-
-def _pyramid_down(x: torch.Tensor) -> torch.Tensor:
-    """Blur with the 5-tap binomial kernel, then keep every second pixel (Burt & Adelson 1983)."""
-    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
-    kernel = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=x.shape[1])[..., ::2, ::2]
-
-
-def _up(x: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def pyramid_levels(size: tuple[int, int], coarsest: int = 8) -> int:
-    """As many levels as halvings leave the coarsest one at least `coarsest` pixels on its short side."""
-    return max(1, int(math.log2(max(min(size) / coarsest, 1))) + 1)
-
-
-def gaussian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    pyramid = [x]
-    for _ in range(levels - 1):
-        pyramid.append(_pyramid_down(pyramid[-1]))
-    return pyramid
-
-
-def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    """Band-pass levels, then the low-pass residual; collapse_pyramid inverts it exactly."""
-    gauss = gaussian_pyramid(x, levels)
-    return [g - _up(g_next, g.shape[-2:]) for g, g_next in zip(gauss, gauss[1:], strict=False)] + [gauss[-1]]
-
-
-def collapse_pyramid(pyramid: list[torch.Tensor]) -> torch.Tensor:
-    x = pyramid[-1]
-    for band in reversed(pyramid[:-1]):
-        x = band + _up(x, band.shape[-2:])
-    return x
 
 
 def laplacian_max_abs_fusion(sources: list[torch.Tensor]) -> torch.Tensor:

@@ -207,7 +207,9 @@ def synthetic_fusion_pair(
     else:
         raise ValueError(f"unknown synthetic fusion kind {kind!r}")
     if degrade:
-        pair = pair + torch.randn_like(pair) * float(rng.uniform(0, 0.02))
+        # the noise from the item's own generator, not torch's global one: resumed runs see the same items
+        noise = torch.from_numpy(rng.standard_normal(tuple(pair.shape)).astype(np.float32))
+        pair = pair + noise * float(rng.uniform(0, 0.02))
         pair = ((pair.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
         if rng.random() < 0.5:
             dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))

@@ -64,6 +64,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+class ImageWarning(UserWarning):
+    """Something about an input image that ganmoco changed on reading it (transparency put on white)."""
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA", "PA", "La", "RGBa"):
+        return False
+    return image.getchannel("A").getextrema()[0] < 255
+
+
 def load_image(src: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Open a path, bytes, numpy array or PIL image as an upright RGB PIL image.
 
@@ -100,6 +112,8 @@ def load_image(src: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Ima
                 image.seek(0)
             image.load()
             image = ImageOps.exif_transpose(image) or image
+            if _has_transparency(image):
+                warnings.warn(f"{what} has transparent pixels; they are put on white", ImageWarning, stacklevel=2)
             return to_rgb(image)
     except ImageError:
         raise

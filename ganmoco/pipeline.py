@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -368,7 +369,9 @@ class GanMocoPipeline(DiffusionPipeline):
 
     @torch.inference_mode()
     def fuse(self, images: Sequence[ImageInput], task: str = "general") -> Image.Image:
-        """Fuse 2 or more images of one scene (registered) into one, at the first image's size.
+        """Fuse 2 or more images of one scene (registered) into one, at the first image's size. Images of
+        another size but the same aspect ratio are resized to it, with a warning; another aspect ratio (not
+        one scene's frames: they would ghost) is an error.
 
         task: one of "general", "multi-focus", "multi-exposure", "infrared-visible".
         """
@@ -377,12 +380,26 @@ class GanMocoPipeline(DiffusionPipeline):
             raise ValueError(f"fusion needs at least 2 images, got {len(images)}")
         if task not in FUSION_TASKS:
             raise ValueError(f"task must be one of {FUSION_TASKS}, got {task!r}")
-        loaded = [load_image(item) for item in images]
-        size = loaded[0].size
-        loaded = [im if im.size == size else im.resize(size, Image.BICUBIC) for im in loaded]
+        loaded = _same_frame([load_image(item) for item in images])
         sources = torch.stack([to_tensor(im)[0] for im in loaded]).unsqueeze(0).to(self.device, self.generator.dtype)
         with self._lock:
             return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+
+
+def _same_frame(images: list[Image.Image]) -> list[Image.Image]:
+    size = images[0].size
+    for i, im in enumerate(images[1:], start=2):
+        if im.size == size:
+            continue
+        if abs(im.width * size[1] - im.height * size[0]) > 0.02 * size[0] * size[1]:
+            raise ValueError(
+                f"fusion needs frames of one scene: image {i} is {im.width}x{im.height}, image 1 is "
+                f"{size[0]}x{size[1]} (another aspect ratio); crop or register them first"
+            )
+        warnings.warn(
+            f"image {i} ({im.width}x{im.height}) resized to image 1's {size[0]}x{size[1]} for fusion", stacklevel=3
+        )
+    return [im if im.size == size else im.resize(size, Image.BICUBIC) for im in images]
 
 
 def _checked_strength(strength) -> float:

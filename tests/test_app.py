@@ -53,9 +53,15 @@ def test_handlers_called_directly(app_module, examples, tmp_path):
     )
     assert max(half.size) == min(512, max(Image.open(content).size))
     fused = app_module.fuse(
-        [str(examples / "bird_owl.jpg"), str(examples / "bird_duck.jpg")], "multi-focus", progress=lambda *a, **k: None
+        [str(examples / "focus_near.jpg"), str(examples / "focus_far.jpg")],
+        "multi-focus",
+        progress=lambda *a, **k: None,
     )
-    assert fused.size == Image.open(examples / "bird_owl.jpg").size
+    assert fused.size == Image.open(examples / "focus_near.jpg").size
+    with pytest.raises(gr.Error, match="aspect ratio"):
+        app_module.fuse(
+            [str(examples / "bird_owl.jpg"), str(examples / "bird_duck.jpg")], progress=lambda *a, **k: None
+        )
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG but not really")
     with pytest.raises(gr.Error, match="could not be read"):
@@ -174,6 +180,14 @@ def test_app_in_a_real_browser(server, examples, tmp_path):
         page.screenshot(path=str(tmp_path / "fuse-example.png"), full_page=True)
         assert _fetch_image(page, fused).size == Image.open(examples / "focus_near.jpg").size
 
+        # the Video tab's example loads a clip and a style; one click stylizes it
+        page.get_by_role("tab", name="Video").click()
+        page.get_by_text("a pan across a castle, Starry Night", exact=True).click()
+        expect(page.locator("#video-in video")).to_be_visible(timeout=30_000)
+        page.locator("#video-run").click()
+        expect(page.locator("#video-out video")).to_be_visible(timeout=180_000)
+        page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
+
         page.reload()
         page.get_by_role("tab", name="Fuse").click()
         page.locator("#fuse-files input[type=file]").set_input_files([str(corrupt), files[0]])
@@ -195,9 +209,10 @@ def test_gradio_client_calls_each_endpoint(server, examples, tmp_path):
     )
     assert Image.open(out).size == Image.open(examples / "bird_owl.jpg").size
     fused = client.predict(
-        [handle_file(str(examples / "bird_owl.jpg")), handle_file(str(examples / "bird_duck.jpg"))], api_name="/fuse"
+        [handle_file(str(examples / "exposure_dark.jpg")), handle_file(str(examples / "exposure_bright.jpg"))],
+        api_name="/fuse",
     )
-    assert Image.open(fused).size == Image.open(examples / "bird_owl.jpg").size
+    assert Image.open(fused).size == Image.open(examples / "exposure_dark.jpg").size
     from fractions import Fraction
 
     from ganmoco.video import probe, write_frames

@@ -32,8 +32,8 @@ def test_stylize_and_fuse_write_images_of_the_content_size(tiny_pipeline_dir, ex
     fused = tmp_path / "fused.jpg"
     r = run_cli(
         "fuse",
-        examples / "bird_owl.jpg",
-        examples / "bird_duck.jpg",
+        examples / "exposure_dark.jpg",
+        examples / "exposure_bright.jpg",
         "--task",
         "multi-exposure",
         "--model",
@@ -42,7 +42,7 @@ def test_stylize_and_fuse_write_images_of_the_content_size(tiny_pipeline_dir, ex
         fused,
     )
     assert r.returncode == 0, r.stderr
-    assert Image.open(fused).size == Image.open(examples / "bird_owl.jpg").size
+    assert Image.open(fused).size == Image.open(examples / "exposure_dark.jpg").size
     # written through a temporary file, yet with the mode any new file gets (0666 less the umask)
     mask = os.umask(0o022)
     os.umask(mask)
@@ -146,3 +146,18 @@ def test_a_style_image_too_small_to_carry_a_style_is_refused(tiny_pipeline_dir, 
         assert_one_error_line(r)
         assert "at least 32 px on its shorter side" in r.stderr and f"{size[0]}x{size[1]}" in r.stderr
         assert not out.exists()
+
+
+def test_transparency_is_put_on_white_with_one_warning_line(tiny_pipeline_dir, examples, tmp_path):
+    content = tmp_path / "cutout.png"
+    photo = Image.open(examples / "bird_owl.jpg").convert("RGBA")
+    photo.paste((0, 0, 0, 0), (0, 0, 40, 40))  # a transparent corner
+    photo.save(content)
+    out = tmp_path / "out.png"
+    r = run_cli(
+        "stylize", content, "--style", examples / "van_gogh_bridge.jpg", "--model", tiny_pipeline_dir, "--out", out
+    )
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == [f"warning: '{content}' has transparent pixels; they are put on white"], r.stderr
+    assert Image.open(out).size == photo.size

@@ -1,5 +1,6 @@
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from PIL import Image
 
 from ganmoco.data import ImageError, load_image, load_mask, synthetic_fusion_pair, to_pil, to_tensor
+from ganmoco.images import ImageWarning
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -27,13 +29,18 @@ def test_palette_with_transparency_composites_over_white():
     image = Image.new("P", (4, 4), 0)
     image.putpalette([0, 0, 0] + [255, 0, 0] * 255)
     image.info["transparency"] = 0
-    out = load_image(Image.open(io.BytesIO(_png_bytes(image))))
+    with pytest.warns(ImageWarning, match="transparent pixels"):
+        out = load_image(Image.open(io.BytesIO(_png_bytes(image))))
     assert out.getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_rgba_alpha_composites_over_white():
+def test_rgba_alpha_composites_over_white_with_a_word():
     image = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
-    assert load_image(image).getpixel((1, 1)) == (255, 255, 255)
+    with pytest.warns(ImageWarning, match="transparent pixels; they are put on white"):
+        assert load_image(image).getpixel((1, 1)) == (255, 255, 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an alpha channel that is opaque everywhere changes nothing: no word
+        assert load_image(Image.new("RGBA", (2, 2), (9, 9, 9, 255))).getpixel((0, 0)) == (9, 9, 9)
 
 
 def test_sixteen_bit_is_scaled_not_clipped():

@@ -57,6 +57,7 @@ def run_load(url: str, pid: int, clients: int, seconds: float) -> dict:
     latencies, errors, lock = [], [], threading.Lock()
     stop = time.time() + seconds
     contents = sorted(EXAMPLES.glob("castle_*.jpg")) + sorted(EXAMPLES.glob("bird_*.jpg"))
+    stacks = [("focus_near.jpg", "focus_far.jpg"), ("exposure_dark.jpg", "exposure_bright.jpg")]
     styles = sorted(EXAMPLES.glob("van_gogh_*.jpg"))
 
     def client(index: int):
@@ -67,9 +68,7 @@ def run_load(url: str, pid: int, clients: int, seconds: float) -> dict:
             start = time.perf_counter()
             try:
                 if k % 4 == 0:
-                    c.predict(
-                        [handle_file(str(contents[k % 6])), handle_file(str(contents[(k + 1) % 6]))], api_name="/fuse"
-                    )
+                    c.predict([handle_file(str(EXAMPLES / name)) for name in stacks[k // 4 % 2]], api_name="/fuse")
                 else:
                     c.predict(
                         handle_file(str(contents[k % len(contents)])),

@@ -103,7 +103,11 @@ def test_fuse_two_and_three_images(pipe, examples):
     a, b = Image.open(examples / "castle_chambord.jpg"), examples / "castle_chenonceau.jpg"
     out = pipe.fuse([a, b], task="multi-focus")
     assert out.size == a.size
-    assert pipe.fuse([a, b, examples / "bird_owl.jpg"]).size == a.size
+    assert pipe.fuse([a, b, examples / "exposure_dark.jpg"]).size == a.size
+    with pytest.warns(UserWarning, match="resized"):  # the same frame at another size: resized, with a word
+        assert pipe.fuse([a, a.resize((224, 168))]).size == a.size
+    with pytest.raises(ValueError, match="aspect ratio"):  # another frame altogether: it would ghost
+        pipe.fuse([a, examples / "bird_owl.jpg"])
     with pytest.raises(ValueError, match="at least 2"):
         pipe.fuse([a])
     with pytest.raises(ValueError, match="task"):

@@ -1,5 +1,6 @@
 """Copy a training run's pipeline into a compact folder: weights as fp16 safetensors, plus the model card,
-`training_args.json`, the training log, the last sample grid and a grid of the bundled examples.
+`training_args.json`, the training log, the last sample grid, a grid of the bundled examples and a strength
+strip (one photo from strength 0 to 1).
 
     python train/ship_model.py --run out/ --dst ganmoco/assets/default-model [--log train.log]
 
@@ -71,6 +72,27 @@ def grid(pipe, path: Path, side: int = 256) -> None:
     sheet.save(path, quality=88)
 
 
+def strength_strip(pipe, path: Path, side: int = 256) -> list[float]:
+    """One photo at strengths 0, 0.25, ..., 1 side by side; returns each one's PSNR to the photo (dB), which
+    must fall as the strength grows."""
+    from PIL import Image
+
+    photo = Image.open(EXAMPLES / "castle_chenonceau.jpg").convert("RGB")
+    style = EXAMPLES / "van_gogh_starry_night.jpg"
+    strengths = (0.0, 0.25, 0.5, 0.75, 1.0)
+    outs = [pipe.stylize(photo, style, strength=s) for s in strengths]
+    psnr = []
+    for out in outs:
+        mse = float(np.mean((np.asarray(out, np.float64) - np.asarray(photo, np.float64)) ** 2))
+        psnr.append(round(10 * np.log10(255**2 / mse), 2) if mse > 0 else float("inf"))
+    thumbs = [o.resize((side, round(side * photo.height / photo.width))) for o in outs]
+    sheet = Image.new("RGB", (side * len(thumbs), thumbs[0].height), "white")
+    for i, t in enumerate(thumbs):
+        sheet.paste(t, (i * side, 0))
+    sheet.save(path, quality=88)
+    return psnr
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="the --output_dir of a finished training run")
@@ -113,6 +135,8 @@ def main(argv=None):
     for name, (styles, weights) in PRESETS.items():  # codes of this model's style space
         half.save_preset(name, [EXAMPLES / f"{s}.jpg" for s in styles], weights, folder=dst / "presets")
     grid(half, dst / "grid.jpg")
+    psnr = strength_strip(half, dst / "strength.jpg")
+    print("strength 0, 0.25, 0.5, 0.75, 1: PSNR to the photo " + ", ".join(f"{p} dB" for p in psnr))
     size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
     print(f"{dst}: {size / 2**20:.1f} MiB; fp16 vs fp32 output: max {worst} levels of 255")
 

@@ -62,8 +62,12 @@ INCEPTION_STYLE_LAYERS = ("Mixed_5d", "Mixed_6e")
 GRAM_SCALE, FEATURE_SCALE = 1e-3, 1e-3
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every flag's default in --help."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--content_dir", required=True, help="folder of photos (searched recursively)")
     data.add_argument("--style_dir", required=True, help="folder of style images (searched recursively)")
@@ -73,11 +77,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not build multi-focus / multi-exposure pairs from the content photos",
     )
-    data.add_argument("--resolution", type=int, default=256)
+    data.add_argument("--resolution", type=int, default=256, help="side of the square training crops, in pixels")
     data.add_argument(
         "--validation_images", type=int, default=2, help="content and style images held out for validation grids"
     )
-    data.add_argument("--dataloader_num_workers", type=int, default=0)
+    data.add_argument(
+        "--dataloader_num_workers",
+        type=int,
+        default=0,
+        help="data-loading worker processes (0: in the training process)",
+    )
     model = p.add_argument_group("model (architectures come in as config.json files)")
     model.add_argument("--generator_config", help="config.json of a GanMocoGenerator")
     model.add_argument("--style_encoder_config", help="config.json of a StyleEncoder")
@@ -108,11 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     loss = p.add_argument_group(
         "loss weights: L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV"
     )
-    loss.add_argument("--lambda_adv", type=float, default=0.1)
-    loss.add_argument("--alpha_style", type=float, default=1.0)
-    loss.add_argument("--beta_fusion", type=float, default=1.0)
-    loss.add_argument("--gamma_feature", type=float, default=1.0)
-    loss.add_argument("--lambda_tv", type=float, default=0.05)
+    loss.add_argument("--lambda_adv", type=float, default=0.1, help="weight of L_GAN (0: no discriminator is trained)")
+    loss.add_argument("--alpha_style", type=float, default=1.0, help="weight of L_style")
+    loss.add_argument("--beta_fusion", type=float, default=1.0, help="weight of L_fusion")
+    loss.add_argument(
+        "--gamma_feature", type=float, default=1.0, help="weight of L_feature (0: no VGG pass on fusion batches)"
+    )
+    loss.add_argument("--lambda_tv", type=float, default=0.05, help="weight of the total-variation term")
     loss.add_argument(
         "--vgg_meanstd_weight",
         type=float,
@@ -144,38 +155,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weight of L_teacher: L1 distance of a stylization to the frozen starting network's (logged as "
         "'teacher'; 0: off). Keeps a fine-tune of a pretrained network anchored",
     )
-    loss.add_argument("--gan_loss", choices=sorted(losses.ADVERSARIAL), default="hinge")
+    loss.add_argument("--gan_loss", choices=sorted(losses.ADVERSARIAL), default="hinge", help="adversarial loss")
     train = p.add_argument_group("training")
-    train.add_argument("--output_dir", required=True)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--train_batch_size", type=int, default=4)
-    train.add_argument("--max_train_steps", type=int, default=1000)
-    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument(
+        "--output_dir", required=True, help="folder for checkpoints, samples, logs and the final pipeline"
+    )
+    train.add_argument("--seed", type=int, default=0, help="seeds data order, crops and initialisation")
+    train.add_argument("--train_batch_size", type=int, default=4, help="images per batch and process")
+    train.add_argument("--max_train_steps", type=int, default=1000, help="optimizer steps in all")
+    train.add_argument(
+        "--gradient_accumulation_steps", type=int, default=1, help="batches accumulated per optimizer step"
+    )
     train.add_argument("--fusion_ratio", type=float, default=0.3, help="share of steps that are fusion batches")
-    train.add_argument("--learning_rate", type=float, default=2e-4)
+    train.add_argument("--learning_rate", type=float, default=2e-4, help="generator learning rate")
     train.add_argument("--d_learning_rate", type=float, help="discriminator learning rate (default: --learning_rate)")
-    train.add_argument("--adam_beta1", type=float, default=0.5)
-    train.add_argument("--adam_beta2", type=float, default=0.999)
+    train.add_argument("--adam_beta1", type=float, default=0.5, help="Adam beta1 of both optimizers")
+    train.add_argument("--adam_beta2", type=float, default=0.999, help="Adam beta2 of both optimizers")
     train.add_argument("--lr_scheduler", default="constant", help="a diffusers scheduler name")
-    train.add_argument("--lr_warmup_steps", type=int, default=0)
-    train.add_argument("--max_grad_norm", type=float, default=1.0)
-    train.add_argument("--ema_decay", type=float, default=0.999)
+    train.add_argument("--lr_warmup_steps", type=int, default=0, help="warm-up steps of the learning-rate schedule")
+    train.add_argument(
+        "--max_grad_norm", type=float, default=1.0, help="clip the generator gradient norm to this (0: no clipping)"
+    )
+    train.add_argument(
+        "--ema_decay", type=float, default=0.999, help="decay of the generator EMA that is saved and sampled"
+    )
     train.add_argument(
         "--max_nonfinite_steps",
         type=int,
         default=10,
         help="stop after this many updates in a row with a NaN/Inf loss or gradient (each is skipped)",
     )
-    train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
-    train.add_argument("--checkpointing_steps", type=int, default=500)
-    train.add_argument("--checkpoints_total_limit", type=int, default=None)
+    train.add_argument(
+        "--mixed_precision",
+        choices=["no", "fp16", "bf16"],
+        default=None,
+        help="accelerate mixed precision (bf16 preferred over fp16)",
+    )
+    train.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable checkpoint every N steps")
+    train.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints")
     train.add_argument("--resume_from_checkpoint", help='a checkpoint folder, or "latest"')
-    train.add_argument("--validation_steps", type=int, default=100)
+    train.add_argument("--validation_steps", type=int, default=100, help="write a sample grid every N steps")
     train.add_argument("--report_to", default="tensorboard", help='"tensorboard", "all" or "none"')
-    train.add_argument("--logging_dir", default="logs")
-    train.add_argument("--push_to_hub", action="store_true")
-    train.add_argument("--hub_model_id")
-    train.add_argument("--hub_token")
+    train.add_argument("--logging_dir", default="logs", help="TensorBoard folder, inside output_dir")
+    train.add_argument("--push_to_hub", action="store_true", help="upload the final pipeline to the Hub")
+    train.add_argument("--hub_model_id", help="the Hub repo to push to (needed with --push_to_hub)")
+    train.add_argument("--hub_token", help="Hub token (default: the logged-in one)")
     args = p.parse_args(argv)
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")

@@ -178,12 +178,13 @@ class FusionHead(nn.Module):
     of the toned sources at full resolution, so it can *be* a source where that source is right.
 
     Each source is scored from its own features at every encoder scale beside the stack's mean and max there
-    (order-invariant, any N), next to its pixels and a focus measure, at half resolution; the scores are
-    upsampled before the softmax, so the weights still switch sources within a pixel or two. The tone curve
-    (Guo et al. 2020, Zero-DCE: x <- x + a x (1 - x), repeated, with a per-pixel a in [-1, 1]) lets an
-    exposure bracket fuse brighter or darker than any weighted mean of its frames; its a is the difference
-    of one function of (source, stack) and the same function of (stack, stack), so a stack of agreeing
-    sources is left as it is."""
+    (order-invariant, any N), next to its pixels and a focus measure, at half resolution, and scaled by a
+    per-pixel sharpness (e^-4..e^4) read from the whole stack (a focus stack wants one source at a time, an
+    exposure bracket a smooth mix); the scores are upsampled before the softmax, so the weights still switch
+    sources within a pixel or two. The tone curve (Guo et al. 2020, Zero-DCE: x <- x + a x (1 - x), repeated,
+    with a per-pixel a in [-1, 1]) lets an exposure bracket fuse brighter or darker than any weighted mean of
+    its frames; its a is the difference of one function of (source, stack) and the same function of (stack,
+    stack), so a stack of agreeing sources is left as it is."""
 
     def __init__(self, feature_channels: list[int], code_dim: int, hidden: int = 16, tone_steps: int = 6):
         super().__init__()
@@ -194,6 +195,10 @@ class FusionHead(nn.Module):
             nn.ReLU(),
             nn.Conv2d(hidden, 1, 3, padding=1, padding_mode="replicate"),
         )
+        # the log of how decisive the weights are, per pixel (starts at 0: the plain softmax)
+        self.sharpness = nn.Conv2d(hidden, 1, 3, padding=1, padding_mode="replicate")
+        nn.init.zeros_(self.sharpness.weight)
+        nn.init.zeros_(self.sharpness.bias)
         self.tone = nn.Sequential(
             nn.Conv2d(3 * feature_channels[-1], 32, 3, padding=1, padding_mode="replicate"),
             nn.ReLU(),
@@ -235,6 +240,7 @@ class FusionHead(nn.Module):
         coarse = feats[-1].view(b, n, *feats[-1].shape[1:])
         agreeing = self.tone(torch.cat([coarse.mean(1), self._stack(coarse)], dim=1))
         gains = torch.tanh(self.tone(self._with_stack(coarse))) - torch.tanh(agreeing).repeat_interleave(n, dim=0)
+        gains = gains.clamp(-1, 1)  # the curve keeps [0, 1] in [0, 1] for a in [-1, 1]
         toned = (sources.flatten(0, 1).float() + 1) / 2
         for a in resize(gains.float(), full).unbind(1):
             toned = torch.addcmul(toned, a.unsqueeze(1) * toned, 1 - toned)
@@ -243,6 +249,8 @@ class FusionHead(nn.Module):
         for lateral, f in zip(self.lateral, feats, strict=True):
             hidden = hidden + resize(lateral(self._with_stack(resize(f, half).view(b, n, -1, *half))), half)
         scores = self.score(torch.cat([hidden.relu(), resize(toned, half), self._focus(toned, b, n, half)], dim=1))
+        sharpness = self.sharpness(hidden.relu().view(b, n, -1, *half).mean(1)).clamp(-4, 4).exp()
+        scores = scores * sharpness.repeat_interleave(n, dim=0)
         weights = resize(scores, full).view(b, n, 1, h, w).float().softmax(dim=1).to(sources.dtype)
         return (weights * toned.view(b, n, 3, h, w)).sum(1), weights
 
