@@ -448,3 +448,12 @@ def test_fusion_head_only_keeps_the_style_path(tiny_data, tiny_configs, tiny_pip
     unchanged = [k for k in learned if torch.equal(before[k], after[k])]
     assert learned and not unchanged, unchanged
     assert all(torch.equal(before[k], after[k]) for k in before if k not in head)
+
+
+def test_help_shows_every_default():
+    r = subprocess.run([sys.executable, str(TRAIN), "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())  # argparse wraps lines
+    for flag, default in (("--lambda_adv", "0.1"), ("--learning_rate", "0.0002"), ("--resolution", "256")):
+        after = text.split(f"{flag} {flag.lstrip('-').upper()}")[-1]  # the help entry, after the usage line
+        assert f"(default: {default})" in after.split(" --", 1)[0], flag

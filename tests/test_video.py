@@ -64,3 +64,22 @@ def test_not_a_video_is_a_clear_error(tmp_path, tiny_pipeline_dir, examples):
     )
     assert_one_error_line(r)
     assert not out.exists()
+
+
+def test_video_encodes_styles_once_at_any_strength(tiny_pipeline_dir, examples):
+    """One forward of the generator per frame, and the style encoder twice per clip (the style, then the
+    first frame's own code for strength < 1), not once per frame; strength 0 returns the frames."""
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    calls = {"encoder": 0, "generator": 0}
+    pipe.style_encoder.register_forward_hook(lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1))
+    pipe.generator.register_forward_hook(lambda *a: calls.__setitem__("generator", calls["generator"] + 1))
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB").resize((200, 120))
+    frames = [photo.crop((2 * t, 0, 2 * t + 160, 96)) for t in range(6)]
+    style = examples / "van_gogh_bridge.jpg"
+    list(pipe.stylize_frames(frames, style, strength=0.5))
+    assert calls == {"encoder": 2, "generator": 6}
+    still = list(pipe.stylize_frames(frames, style, strength=0.0))
+    assert len(still) == len(frames)
+    assert all(
+        np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1 for a, b in zip(still, frames, strict=True)
+    )
