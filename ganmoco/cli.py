@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion-size", type=int, default=256)
     p.add_argument("--no-fusion", action="store_true", help="skip the fusion section")
     p.add_argument("--no-style", action="store_true", help="skip the style-transfer section")
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="add the video section: warping error on clips of known motion (pans, zooms) made from --contents, "
+        "with the first --styles image, per frame and through the video path",
+    )
     p.add_argument("--seed", type=int, default=0)
 
     sub.add_parser(
@@ -160,14 +166,14 @@ def _eval(args) -> int:
         raise UsageError("--max-side and --fusion-size must be at least 64")
     if args.gatys_pairs < 0 or args.gatys_steps < 1:
         raise UsageError("--gatys-pairs must be >= 0 and --gatys-steps >= 1")
-    if args.no_style and args.no_fusion:
+    if args.no_style and args.no_fusion and not args.video:
         raise UsageError("--no-style and --no-fusion leave nothing to measure")
     contents = _images(args.contents, "--contents")
-    if not args.no_style:
+    if not args.no_style or args.video:
         if not args.styles:
-            raise UsageError("--styles is required unless --no-style")
+            raise UsageError("--styles is required for the style-transfer and video sections")
         styles = _images(args.styles, "--styles")
-        if len(styles) < 2:
+        if not args.no_style and len(styles) < 2:
             raise UsageError("--styles needs at least 2 images (FID/KID compare sets)")
     fusion = [] if args.no_fusion else _images(args.fusion_images or args.contents, "--fusion-images")
     if args.adain is not None and not (Path(args.adain) / "config.json").is_file():
@@ -191,6 +197,8 @@ def _eval(args) -> int:
             compare={name: _load_pipeline(model) for name, model in compare.items()},
         )
         report["style"] = evaluate.evaluate_style(methods, contents, styles, args.max_side, args.gatys_pairs, out)
+    if args.video:
+        report["video"] = evaluate.evaluate_video(pipe, contents, styles[0])
     if fusion:
         report["fusion"] = evaluate.evaluate_fusion(pipe, fusion, args.fusion_size, args.seed, out_dir=out)
     print(evaluate.write_report(report, out))

@@ -162,6 +162,70 @@ def save_fusion_grid(firsts: dict[str, dict[str, torch.Tensor]], path: Path, cel
     grid.save(path)
 
 
+def motion_clip(image: Image.Image, motion: str, frames: int, size: tuple[int, int], step: float) -> list[Image.Image]:
+    """A clip of known motion made from one photo: "pan" moves a window `step` px a frame to the right, "zoom"
+    magnifies the centre by `step` (e.g. 1.01) a frame. Frame t+1 is frame t moved by that motion."""
+    w, h = size
+    if motion == "pan":
+        scale = max(h / image.height, (w + step * frames) / image.width)
+        big = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+        top = (big.height - h) // 2
+        return [big.crop((round(step * t), top, round(step * t) + w, top + h)) for t in range(frames)]
+    if motion == "zoom":
+        scale = max(w / image.width, h / image.height)
+        big = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+        cx, cy = big.width / 2, big.height / 2
+        clip = []
+        for t in range(frames):
+            half_w, half_h = w / 2 / step**t, h / 2 / step**t
+            box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+            clip.append(big.resize((w, h), Image.BICUBIC, box=box))
+        return clip
+    raise ValueError(f"unknown motion {motion!r}; expected 'pan' or 'zoom'")
+
+
+def warping_error(clip: list[Image.Image], motion: str, step: float) -> float:
+    """Mean |frame t moved by the clip's known motion - frame t+1| in 8-bit levels, over the pixels both
+    frames show (the temporal warping error of video style transfer, with the true motion instead of flow)."""
+    errors = []
+    for a, b in zip(clip, clip[1:], strict=False):
+        x, y = to_tensor(a), to_tensor(b)
+        if motion == "pan":
+            shift = round(step)
+            moved, y = x[..., shift:], y[..., : y.shape[-1] - shift]
+        else:  # frame t+1 (p) = frame t (c + (p - c) / step): sample frame t on the shrunk grid
+            theta = torch.tensor([[[1 / step, 0.0, 0.0], [0.0, 1 / step, 0.0]]])
+            grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+            moved = torch.nn.functional.grid_sample(x, grid, mode="bilinear", align_corners=False)
+        errors.append(float((moved - y).abs().mean()) * 127.5)
+    return float(np.mean(errors))
+
+
+def evaluate_video(pipe, images: list[Path], style: Path, frames: int = 12, size=(640, 360)) -> dict:
+    """Per motion (a 3-px-a-frame pan, a 1 %-a-frame zoom): the warping error of the input clip, of every
+    frame stylized on its own and of the video path (`stylize_frames`), and the video path's frames/s. The pan
+    is 3 px, not a multiple of the generator's stride, at which a convolutional network is exactly
+    shift-equivariant and would show no flicker that real motion gives."""
+    import time
+
+    steps = {"pan": 3.0, "zoom": 1.01}
+    report = {}
+    for motion, step in steps.items():
+        rows: dict[str, list[float]] = {"input": [], "per-frame": [], "video": []}
+        seconds = 0.0
+        for path in tqdm(images, desc=f"eval video {motion}", unit="clip"):
+            clip = motion_clip(load_image(path), motion, frames, size, step)
+            rows["input"].append(warping_error(clip, motion, step))
+            rows["per-frame"].append(warping_error([pipe.stylize(f, style) for f in clip], motion, step))
+            start = time.perf_counter()
+            video = list(pipe.stylize_frames(clip, style))
+            seconds += time.perf_counter() - start
+            rows["video"].append(warping_error(video, motion, step))
+        report[motion] = {name: float(np.mean(v)) for name, v in rows.items()}
+        report[motion]["video_frames_per_s"] = len(images) * frames / seconds
+    return report
+
+
 def save_grid(outputs: dict, contents: list[Path], styles: list[Path], load: dict, path: Path, cell: int = 160):
     """Rows: contents; columns: the content itself, then each style's result; the top row shows the styles."""
     grid = Image.new("RGB", (cell * (len(styles) + 1), cell * (len(contents) + 1)), "white")
@@ -225,6 +289,17 @@ def markdown(report: dict) -> str:
                 f"| {name} | {s['pairs']} | {s['content_distance']:.3f} | {s['ssim']:.3f} | {s['gram_distance']:.1f} "
                 f"| {s['mean_std_distance']:.1f} | {s['colour_histogram_distance']:.3f} | {_fmt(s['fid'], '.1f')} "
                 f"| {_fmt(s['kid'], '.3f')} | {_fmt(s['art_fid'], '.1f')} |"
+            )
+    if "video" in report:
+        lines += [
+            "",
+            "| video | input | per-frame | video path | video frames/s |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for motion, r in report["video"].items():
+            lines.append(
+                f"| {motion} | {r['input']:.2f} | {r['per-frame']:.2f} | {r['video']:.2f} "
+                f"| {r['video_frames_per_s']:.1f} |"
             )
     for kind, methods in report.get("fusion", {}).items():
         keys = list(next(iter(methods.values())))

@@ -320,7 +320,7 @@ def convert_magenta_predict(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
 
 def convert_magenta_transform(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
     """Magenta's transformer -> the matching entries of `GanMocoGenerator(**MAGENTA_GENERATOR_CONFIG)`'s state
-    dict (its fusion block and task codes are ours and stay as initialised).
+    dict (its fusion head and task codes are ours and stay as initialised).
 
     Exact up to float rounding: the [0, 1] input is folded into the first conv (the package reads [-1, 1]);
     TF's norm gives (gamma, beta) where ours gives

@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from ganmoco import baselines, metrics, pyramid
+from ganmoco import baselines, evaluate, metrics, pyramid
 from ganmoco.data import fit_within, load_image, synthetic_fusion_pair, to_tensor
 
 from .conftest import assert_one_error_line, run_cli
@@ -178,3 +178,30 @@ def test_eval_bad_input_is_one_error_line(tmp_path, examples):
     assert_one_error_line(r)
     assert "at least 2" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_warping_error_of_known_motion(examples):
+    """Clips of known motion: a pan's frames line up exactly once moved, a zoom's up to resampling, unrelated
+    frames not at all."""
+    photo = load_image(examples / "castle_chambord.jpg")
+    pan = evaluate.motion_clip(photo, "pan", 4, (160, 96), 4.0)
+    assert [f.size for f in pan] == [(160, 96)] * 4 and evaluate.warping_error(pan, "pan", 4.0) == 0.0
+    zoom = evaluate.motion_clip(photo, "zoom", 4, (160, 96), 1.02)
+    assert 0 < evaluate.warping_error(zoom, "zoom", 1.02) < 4.0
+    noise = [Image.effect_noise((160, 96), 60).convert("RGB") for _ in range(3)]
+    assert evaluate.warping_error(noise, "pan", 4.0) > 20
+
+
+def test_eval_video_section(tmp_path, examples, tiny_pipeline_dir):
+    out = tmp_path / "eval"
+    r = run_cli(
+        "eval", "--model", str(tiny_pipeline_dir), "--no-style", "--no-fusion", "--video",
+        "--contents", str(examples / "bird_owl.jpg"), "--styles", str(examples / "van_gogh_bridge.jpg"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    video = json.loads((out / "metrics.json").read_text())["video"]
+    assert set(video) == {"pan", "zoom"} and video["pan"]["input"] == 0.0
+    for motion in video.values():
+        assert motion["per-frame"] > motion["input"] and motion["video"] > 0 and motion["video_frames_per_s"] > 0
+    assert "| pan | 0.00 |" in (out / "metrics.md").read_text()

@@ -428,7 +428,7 @@ def test_nonfinite_updates_are_skipped_then_stop_the_run(tiny_data, tiny_configs
 
 
 def test_fusion_head_only_keeps_the_style_path(tiny_data, tiny_configs, tiny_pipeline_dir, tmp_path):
-    """--train_fusion_head_only: the fusion block and task codes learn, every other generator weight stays."""
+    """--train_fusion_head_only: the fusion head and task codes learn, every other generator weight stays."""
     init, out = tmp_path / "init", tmp_path / "run"
     pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
     with torch.no_grad():  # a fresh norm maps every code to zero: give the task codes a gradient to follow

@@ -111,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument(
         "--train_fusion_head_only",
         action="store_true",
-        help="train only the generator's fusion block and task codes: the style path stays exactly as it starts "
+        help="train only the generator's fusion head and task codes: the style path stays exactly as it starts "
         "(e.g. with --init_from a fine-tuned model and --fusion_ratio 1)",
     )
     loss = p.add_argument_group(
@@ -438,7 +438,7 @@ def main(args: argparse.Namespace) -> Path:
         project_config=ProjectConfiguration(
             project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)
         ),
-        # a style step leaves the fusion block unused and a fusion step the style encoder
+        # a style step leaves the fusion head unused and a fusion step the style encoder
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
@@ -717,7 +717,7 @@ def write_model_card(output_dir: Path, args, counts: dict, steps: int, match_col
         "style_encoder_trained": "no (frozen)"
         if args.freeze_style_encoder
         else ("head and trunk" if args.train_style_trunk else "head only"),
-        "generator_trained": "fusion block and task codes only" if args.train_fusion_head_only else "all",
+        "generator_trained": "fusion head and task codes only" if args.train_fusion_head_only else "all",
         "match_colors": "yes" if match_colors else "no",
         "gamma_feature": args.gamma_feature,
         "lambda_tv": args.lambda_tv,
