@@ -210,8 +210,7 @@ class GanMocoPipeline(DiffusionPipeline):
                 save_file(tensors, folder / "presets" / f"{name}.safetensors", metadata={"name": name})
         if getattr(self, "_stored_dtype", None) == torch.float16:
             for weights in folder.glob("*/diffusion_pytorch_model.safetensors"):
-                state = load_file(weights)
-                save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, weights)
+                to_fp16(weights, weights)
 
     def blend_codes(self, styles: Sequence[ImageInput], weights: Sequence[float] | None = None) -> torch.Tensor:
         """The (1, d) blend sum_i w_i z_i of the styles' codes, the weights normalised to sum to 1."""
@@ -384,6 +383,12 @@ class GanMocoPipeline(DiffusionPipeline):
         sources = torch.stack([to_tensor(im)[0] for im in loaded]).unsqueeze(0).to(self.device, self.generator.dtype)
         with self._lock:
             return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+
+
+def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rewrite a safetensors state dict with its floating-point tensors in fp16 (half the size)."""
+    state = load_file(src)
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, dst)
 
 
 def _same_frame(images: list[Image.Image]) -> list[Image.Image]:

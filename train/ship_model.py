@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+
+from ganmoco.pipeline import to_fp16
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "ganmoco" / "assets" / "examples"
 # The filter presets shipped with the default model: name -> (bundled style images, blend weights)
@@ -28,11 +29,6 @@ PRESETS = {
     "church-auvers": (["van_gogh_church_auvers"], None),
     "starry-cafe": (["van_gogh_starry_night", "van_gogh_night_cafe"], [0.5, 0.5]),
 }
-
-
-def to_fp16(src: Path, dst: Path) -> None:
-    state = load_file(src)
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, dst)
 
 
 def clean_log(text: str) -> str:
