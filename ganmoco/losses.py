@@ -159,3 +159,26 @@ def fusion_loss(
 def teacher_loss(output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
     """L_teacher = mean |G(x) - T(x)|: distance to a frozen teacher network's output for the same input."""
     return (output.float() - teacher_output.float()).abs().mean()
+
+
+def upscale_loss(output: torch.Tensor, target: torch.Tensor, w_ssim: float = 0.0) -> torch.Tensor:
+    """L_upscale = mean |SR - HR| + w_ssim (1 - SSIM(SR, HR)), on [0, 1] images: the PSNR-oriented
+    super-resolution term (L1 converges to sharper results than L2, Lim et al. 2017)."""
+    x, y = (output.float() + 1) / 2, (target.float() + 1) / 2
+    loss = (x - y).abs().mean()
+    if w_ssim > 0:
+        loss = loss + w_ssim * (1 - structural_similarity_index_measure(x.clamp(0, 1), y, data_range=1.0))
+    return loss
+
+
+def temporal_loss(moved_output: torch.Tensor, output: torch.Tensor, dy: int, dx: int, border: int = 4) -> torch.Tensor:
+    """L_temporal = mean |G(T x) - T G(x)| for T a move by (dy, dx) pixels (T x [i, j] = x [i - dy, j - dx]),
+    over the pixels both show, `border` px in from the edges: the output of a moved frame must be the moved
+    output (Gupta et al. 2017; ReCoNet), so painted texture follows the scene instead of flickering."""
+    h, w = output.shape[-2:]
+    top, left = border + max(dy, 0), border + max(dx, 0)
+    bottom, right = h - border + min(dy, 0), w - border + min(dx, 0)
+    if bottom <= top or right <= left:
+        raise ValueError(f"a move of ({dy}, {dx}) px leaves no overlap in a {h}x{w} image")
+    moved = moved_output[..., top:bottom, left:right].float()
+    return (moved - output[..., top - dy : bottom - dy, left - dx : right - dx].float()).abs().mean()

@@ -22,11 +22,10 @@ from torchmetrics.functional.image import (
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from . import losses
-from .models.features import FeatureExtractor
+from .models.features import VGG_STYLE_LAYERS, FeatureExtractor
 
 # LPIPS-VGG's layers without relu5_3 (weak in the offline HED trunk, see DESIGN §6)
-CONTENT_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+CONTENT_LAYERS = STYLE_LAYERS = VGG_STYLE_LAYERS
 
 
 def luminance01(x: torch.Tensor) -> torch.Tensor:
@@ -266,4 +265,27 @@ def reference_metrics(fused: torch.Tensor, reference: torch.Tensor) -> dict[str,
     return {
         "PSNR_ref": peak_signal_noise_ratio(a, b, data_range=1.0).item(),
         "SSIM_ref": structural_similarity_index_measure(a, b, data_range=1.0).item(),
+    }
+
+
+def y_channel(image) -> torch.Tensor:
+    """The luma of an RGB PIL image as super-resolution papers measure it (ITU-R BT.601, studio range 16-235,
+    as MATLAB's rgb2ycbcr): (1, 1, H, W) float64 in 0..255."""
+    import numpy as np
+
+    rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0)
+    y = 16.0 + rgb @ torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64)
+    return y[None, None]
+
+
+def upscale_metrics(output, target, border: int = 8) -> dict[str, float]:
+    """PSNR (dB) and SSIM of the Y channel of an upscaled PIL image against the original, `border` pixels cropped
+    on every side (the usual super-resolution protocol)."""
+    if output.size != target.size:
+        raise ValueError(f"upscaled image is {output.size}, the original {target.size}")
+    a, b = (y_channel(im)[..., border:-border, border:-border] for im in (output, target))
+    mse = float(((a - b) ** 2).mean())
+    return {
+        "PSNR_Y": 10 * math.log10(255.0**2 / max(mse, 1e-10)),
+        "SSIM_Y": structural_similarity_index_measure(a.float(), b.float(), data_range=255.0).item(),
     }

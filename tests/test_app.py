@@ -35,6 +35,8 @@ def app_module(tiny_pipeline_dir):
         spec = importlib.util.spec_from_file_location("ganmoco_app", REPO / "app.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        assert module._PIPE is None  # importing the app loads no model
+        module.pipeline()
     finally:
         del os.environ["GANMOCO_MODEL"]
     return module
@@ -68,6 +70,13 @@ def test_handlers_called_directly(app_module, examples, tmp_path):
         app_module.stylize(str(bad), str(examples / "van_gogh_bridge.jpg"), progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="at least two"):
         app_module.fuse([str(examples / "bird_owl.jpg")], progress=lambda *a, **k: None)
+    owl = Image.open(examples / "bird_owl.jpg")
+    big, (before, after) = app_module.upscale(str(examples / "bird_owl.jpg"), "2", progress=lambda *a, **k: None)
+    assert big.size == after.size == before.size == (2 * owl.width, 2 * owl.height)
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (2100, 2000), "grey").save(huge)
+    with pytest.raises(gr.Error, match="megapixels"):  # 8400 x 8000 would be 67 MP
+        app_module.upscale(str(huge), "4", progress=lambda *a, **k: None)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +197,18 @@ def test_app_in_a_real_browser(server, examples, tmp_path):
         expect(page.locator("#video-out video")).to_be_visible(timeout=180_000)
         page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
 
+        # Upscale: x4 of an example at one click, the result exactly 4x the photo
+        page.get_by_role("tab", name="Upscale").click()
+        page.get_by_text("a castle, x4", exact=True).click()
+        expect(page.locator("#upscale-in img")).to_be_visible(timeout=30_000)
+        page.locator("#upscale-run").click()
+        upscaled = page.locator("#upscale-out img")
+        expect(upscaled).to_be_visible(timeout=120_000)
+        expect(page.locator("#upscale-compare img").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "upscale.png"), full_page=True)
+        castle = Image.open(examples / "castle_chambord.jpg")
+        assert _fetch_image(page, upscaled).size == (4 * castle.width, 4 * castle.height)
+
         page.reload()
         page.get_by_role("tab", name="Fuse").click()
         page.locator("#fuse-files input[type=file]").set_input_files([str(corrupt), files[0]])
@@ -213,6 +234,9 @@ def test_gradio_client_calls_each_endpoint(server, examples, tmp_path):
         api_name="/fuse",
     )
     assert Image.open(fused).size == Image.open(examples / "exposure_dark.jpg").size
+    upscaled, _ = client.predict(handle_file(str(examples / "bird_duck.jpg")), "2", api_name="/upscale")
+    duck = Image.open(examples / "bird_duck.jpg")
+    assert Image.open(upscaled).size == (2 * duck.width, 2 * duck.height)
     from fractions import Fraction
 
     from ganmoco.video import probe, write_frames
@@ -266,7 +290,7 @@ def _no_progress(*args, **kwargs):
 
 def test_more_styles_with_weights_and_a_painted_mask(app_module, examples, monkeypatch):
     # the bundled (trained) model: an untrained generator ignores its style code
-    monkeypatch.setattr(app_module, "PIPE", app_module.GanMocoPipeline.from_pretrained())
+    monkeypatch.setattr(app_module, "_PIPE", app_module.GanMocoPipeline.from_pretrained())
     content, (s1, s2, s3) = (
         examples / "castle_chambord.jpg",
         (examples / f"van_gogh_{n}.jpg" for n in ("bridge", "starry_night", "night_cafe")),

@@ -103,3 +103,16 @@ def test_exposure_brackets_aim_at_the_well_exposed_intensity():
     both = torch.cat([sources, sources])
     mixed = losses.fusion_intensity_loss(torch.cat([bright, bright]), both, torch.tensor([False, False]))
     assert mixed == pytest.approx(losses.fusion_intensity_loss(bright, sources).item())
+
+
+def test_temporal_loss_is_zero_for_a_moving_scene_and_not_for_flicker():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 48, 64) * 2 - 1
+    for dy, dx in ((0, 0), (2, -3), (-1, 1)):
+        moved = torch.roll(x, (dy, dx), dims=(2, 3))
+        assert losses.temporal_loss(moved, x, dy, dx) == 0  # the output moved with the input
+        assert losses.temporal_loss(moved, x, dy, dx + 1) > 0.1  # an output that stayed, or moved wrong
+    flicker = x + 0.1 * torch.randn_like(x)  # texture repainted in place
+    assert 0.05 < losses.temporal_loss(flicker, x, 0, 0) < 0.1
+    with pytest.raises(ValueError, match="no overlap"):
+        losses.temporal_loss(x, x, 40, 0, border=10)

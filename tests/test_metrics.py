@@ -124,7 +124,7 @@ def test_gatys_moves_toward_the_style(photos):
 
 
 def test_eval_command_writes_json_and_grids(tmp_path, examples, tiny_pipeline_dir):
-    from ganmoco.models.adain import AdaINDecoder
+    from ganmoco.baselines import AdaINDecoder
 
     adain = tmp_path / "adain"
     AdaINDecoder().save_pretrained(adain)

@@ -3,7 +3,7 @@ import torch
 from safetensors.torch import load_file
 
 from ganmoco import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
-from ganmoco.models.generator import AdaptiveInstanceNorm
+from ganmoco.models.generator import AdaptiveInstanceNorm, NormStats
 
 from .conftest import TINY_DISCRIMINATOR, TINY_GENERATOR, TINY_STYLE_ENCODER
 
@@ -132,26 +132,46 @@ def test_fresh_sub_pixel_upsampling_has_no_checkerboard():
 def test_running_norm_statistics_over_frames():
     G, code = _perturbed_generator(), torch.randn(1, 16)
     a, b = torch.rand(1, 3, 32, 40) * 2 - 1, torch.rand(1, 3, 32, 40) * 2 - 1
+
+    def frames(*clip, momentum=0.9):
+        previous, outs = None, []
+        for x in clip:
+            stats = NormStats(previous=previous, momentum=momentum)
+            outs.append(G(x, code, stats=stats))
+            previous = stats.used
+        return outs
+
     with torch.no_grad():
-        with G.running_norm_stats(0.0):  # momentum 0: every frame on its own
-            assert torch.allclose(G(b, code), G(b, code)) and torch.allclose(G(a, code), G.stylize(a, code))
-        with G.running_norm_stats(0.9):  # a static clip stays static
-            outs = [G(a, code) for _ in range(3)]
+        # momentum 0: every frame on its own
+        assert all(torch.allclose(o, G(x, code)) for o, x in zip(frames(a, b, momentum=0.0), (a, b), strict=True))
+        outs = frames(a, a, a)  # a static clip stays static
         assert all(torch.allclose(outs[0], o, atol=1e-6) for o in outs[1:])
         assert torch.allclose(outs[0], G(a, code), atol=1e-5)
-        with G.running_norm_stats(0.9):  # the second frame leans on the first frame's statistics
-            G(a, code)
-            b_after_a = G(b, code)
+        b_after_a = frames(a, b)[1]  # the second frame leans on the first frame's statistics
         assert (b_after_a - G(b, code)).abs().mean() > 1e-3
-        state = []  # carried across blocks (other calls may run between frames), the same numbers
-        with G.running_norm_stats(0.9, state):
-            G(a, code)
-        assert G(a, code).shape == a.shape  # a call in between, outside the block
-        with G.running_norm_stats(0.9, state):
-            assert torch.allclose(G(b, code), b_after_a, atol=1e-6)
+        # the statistics are an argument: a call in between (another request) changes nothing
+        first = NormStats(momentum=0.9)
+        G(a, code, stats=first)
+        assert G(a, code).shape == a.shape
+        assert torch.equal(G(b, code, stats=NormStats(previous=first.used, momentum=0.9)), b_after_a)
     with pytest.raises(ValueError, match="momentum"):
-        with G.running_norm_stats(1.0):
-            pass
+        NormStats(momentum=1.0)
+
+
+def test_shared_statistics_normalise_a_crop_like_the_whole():
+    G, code = _perturbed_generator(), torch.randn(1, 16)
+    x = torch.rand(1, 3, 192, 64) * 2 - 1
+    x[..., 96:, :] = x[..., 96:, :] * 0.2 + 0.5  # the lower half differs, so a crop's own statistics would too
+    with torch.no_grad():
+        whole = G.norm_stats(x, code)
+        assert len(whole) == sum(isinstance(m, torch.nn.Module) and hasattr(m, "_normalise") for m in G.modules())
+        crop = x[..., :128, :]
+        own, shared = G(crop, code), G(crop, code, stats=NormStats(given=whole))
+        assert not torch.allclose(own, shared, atol=1e-3)
+        # far from the crop's edge, a pixel sees what it sees in the whole image, normalised alike
+        assert torch.allclose(shared[..., :48, :], G(x, code)[..., :48, :], atol=1e-4)
+        with pytest.raises(ValueError, match="statistics were given"):
+            G(crop, code, stats=NormStats(given=whole[:3]))
 
 
 def test_adain_gives_the_input_the_style_statistics():

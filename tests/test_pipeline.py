@@ -246,3 +246,25 @@ def test_tiny_and_extreme_aspect_images(pipe, examples, size):
     else:  # too small or thin to show a style: refused with the minimum named
         with pytest.raises(ImageError, match="at least 32 px"):
             pipe.stylize(examples / "bird_duck.jpg", content)
+
+
+def test_concurrent_calls_give_the_sequential_images(tiny_pipeline_dir, examples):
+    """The generator keeps no state: tiled stylizations, video frames and fusions from two threads at once
+    equal the same calls made one after another (there is no global lock to serialise them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    assert not hasattr(pipe, "_lock")
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")
+    frames = [photo.rotate(a) for a in (0, 2, 4)]
+    calls = [
+        lambda: [pipe.stylize(photo, examples / "van_gogh_bridge.jpg", tile=128)],
+        lambda: list(pipe.stylize_frames(frames, examples / "van_gogh_starry_night.jpg", consistency=0.9)),
+        lambda: [pipe.stylize(photo, examples / "van_gogh_night_cafe.jpg", tile=96, strength=0.6)],
+        lambda: [pipe.fuse([examples / "focus_near.jpg", examples / "focus_far.jpg"])],
+    ]
+    sequential = [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        concurrent = list(pool.map(lambda call: call(), calls * 2))
+    for got, want in zip(concurrent, sequential * 2, strict=True):
+        assert [np.asarray(im).tobytes() for im in got] == [np.asarray(im).tobytes() for im in want]

@@ -103,6 +103,8 @@ def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_pat
             colour_config,
             "--vgg_meanstd_weight",
             "1",
+            "--temporal_weight",
+            "0.5",
         )
     )
     assert r.returncode == 0, r.stderr[-3000:]
@@ -118,6 +120,7 @@ def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_pat
     card = (out / "README.md").read_text()
     assert pipe.generator.config.match_colors and pipe.style_code(examples / "van_gogh_bridge.jpg").shape == (1, 22)
     assert "| VGG mean/std share of L_style | 1.0 |" in card and "(`match_colors`) | yes |" in card
+    assert "| temporal weight (L_temporal) | 0.5 |" in card
     assert "| steps | 4 |" in card and "{" not in card.split("---", 2)[2].replace("{content_dir}", "")
     assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl")) or list(out.rglob("random_states_*.pkl"))
 
@@ -307,13 +310,23 @@ def test_two_processes_keep_identical_generators(tiny_data, tiny_configs, tmp_pa
     assert pipe.generator.config.base_channels == 8
 
 
-def test_bad_arguments_fail_clearly(tiny_data, tiny_configs, tmp_path):
+def test_bad_arguments_fail_clearly(tiny_data, tiny_configs, tmp_path, monkeypatch):
     r = _train(_args(tiny_data, tiny_configs, tmp_path / "x", "--max_train_steps", "0"))
     assert r.returncode == 2 and "--max_train_steps must be at least 1" in r.stderr
     bad_config = tmp_path / "bad.json"
     bad_config.write_text(json.dumps({"base_channels": -1}))
     r = _train(_args(tiny_data, tiny_configs, tmp_path / "y", "--generator_config", bad_config))
     assert r.returncode != 0 and "base_channels" in r.stderr
+    r = _train(_args(tiny_data, tiny_configs, tmp_path / "z", "--fusion_ratio", "0.8", "--upscale_ratio", "0.5"))
+    assert r.returncode == 2 and "at most 1" in r.stderr
+    # an unset --upscale_ratio yields to --fusion_ratio (0.1, or what is left)
+    monkeypatch.syspath_prepend(str(TRAIN.parent))  # as `python train/train.py` finds its sibling modules
+    from train import parse_args
+
+    base = ["--content_dir", "c", "--style_dir", "s", "--output_dir", "o"]
+    assert parse_args(base).upscale_ratio == 0.1
+    assert parse_args([*base, "--fusion_ratio", "0.95"]).upscale_ratio == 0.05
+    assert parse_args([*base, "--fusion_ratio", "1"]).upscale_ratio == 0.0
 
 
 class _FakeHub:
@@ -457,3 +470,28 @@ def test_help_shows_every_default():
     for flag, default in (("--lambda_adv", "0.1"), ("--learning_rate", "0.0002"), ("--resolution", "256")):
         after = text.split(f"{flag} {flag.lstrip('-').upper()}")[-1]  # the help entry, after the usage line
         assert f"(default: {default})" in after.split(" --", 1)[0], flag
+
+
+def test_upscale_head_only_starts_fresh_and_keeps_the_rest(tiny_data, tiny_configs, tiny_pipeline_dir, tmp_path):
+    """--train_upscale_head_only from a model saved before the upscaling head existed: the missing head starts
+    from a fresh initialisation (not the zeros a plain load leaves) and learns; every other weight stays."""
+    from safetensors.torch import save_file
+
+    init, out = tmp_path / "init", tmp_path / "run"
+    GanMocoPipeline.from_pretrained(tiny_pipeline_dir).save_pretrained(init)
+    weights = next((init / "generator").glob("*.safetensors"))
+    save_file({k: v for k, v in load_file(weights).items() if not k.startswith("upscaler.")}, weights)
+    r = _train(
+        _args(tiny_data, tiny_configs, out, "--init_from", init, "--train_upscale_head_only")
+        + ["--upscale_ratio", "1", "--fusion_ratio", "0", "--max_train_steps", "3", "--learning_rate", "1e-2"]
+        + ["--ema_decay", "0", "--lambda_adv", "0", "--gamma_feature", "0"]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "start fresh" in r.stderr
+    before, after = _generator_weights(init), _generator_weights(out)
+    head = [k for k in after if k.startswith("upscaler.")]
+    assert head and all(after[k].abs().sum() > 0 for k in head if k.endswith("weight"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # and the saved model upscales
+    pipe = GanMocoPipeline.from_pretrained(out)
+    assert pipe.upscale(Image.new("RGB", (20, 12), (90, 40, 200)), scale=4).size == (80, 48)

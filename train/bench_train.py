@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from steps import LossWeights, discriminator_loss, style_step
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ganmoco import losses  # noqa: E402
-from ganmoco.bench import AdaINNet, machine  # noqa: E402
-from ganmoco.models import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder  # noqa: E402
-from train import parse_args, style_step  # noqa: E402
+from ganmoco.baselines import AdaINNet
+from ganmoco.bench import machine
+from ganmoco.models import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
+from ganmoco.models.features import VGG_STYLE_LAYERS
 
 
 def _timed(step, steps: int) -> float:
@@ -36,23 +34,22 @@ def _timed(step, steps: int) -> float:
 
 
 def ganmoco_step(content, style, pretrained: bool):
-    args = parse_args(["--content_dir", ".", "--style_dir", ".", "--output_dir", "."])
+    weights = LossWeights()  # the training defaults
     G, E, D = GanMocoGenerator(), StyleEncoder(), GanMocoDiscriminator()
     E.trunk.requires_grad_(False)
-    vgg = FeatureExtractor("vgg16", layers=("relu1_2", "relu2_2", "relu3_3", "relu4_3"), pretrained=pretrained)
+    vgg = FeatureExtractor("vgg16", layers=VGG_STYLE_LAYERS, pretrained=pretrained)
     params = [p for p in [*G.parameters(), *E.parameters()] if p.requires_grad]
     opt_g = torch.optim.Adam(params, lr=1e-4)
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-4)
-    d_loss = losses.ADVERSARIAL[args.gan_loss][0]
 
     def step():
         D.requires_grad_(False)
-        loss, fake, code, real, _ = style_step(G, E, D, (vgg, None), content, style, args)
+        loss, fake, code, real, _ = style_step(G, E, D, (vgg, None), content, style, weights)
         loss.backward()
         opt_g.step()
         opt_g.zero_grad(set_to_none=True)
         D.requires_grad_(True)
-        d_loss(D(real, code), D(fake.detach(), code)).backward()
+        discriminator_loss(D, real, fake, code, weights).backward()
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
 

@@ -22,12 +22,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ganmoco import losses  # noqa: E402
-from ganmoco.data import ImageDataset, ResumableBatchSampler, find_images, split_train_val  # noqa: E402
-from ganmoco.models.adain import ENCODER_LAYER, STYLE_LAYERS, AdaINDecoder, adaptive_instance_norm  # noqa: E402
-from ganmoco.models.features import FeatureExtractor  # noqa: E402
+from ganmoco import losses
+from ganmoco.baselines.adain import ENCODER_LAYER, STYLE_LAYERS, AdaINDecoder, adaptive_instance_norm
+from ganmoco.data import ImageDataset, ResumableBatchSampler, find_images, split_train_val
+from ganmoco.models.features import FeatureExtractor
 
 
 def parse_args(argv=None):

@@ -24,6 +24,8 @@ def _vgg16_names() -> list[str]:
 
 VGG16_LAYERS = tuple(_vgg16_names())
 LAYERS = {"inception_v3": INCEPTION_LAYERS, "vgg16": VGG16_LAYERS}
+# the VGG16 taps that the style, feature and evaluation distances all read (one home for the tuple)
+VGG_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 # Caffe-style input of the HED VGG16: BGR, 0..255, minus the BSDS mean.
 _HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 

@@ -1,7 +1,11 @@
-"""The GAN-MoCo generator: one shared encoder / residual trunk / decoder for style transfer and fusion.
+"""The GAN-MoCo generator: one shared encoder / residual trunk / decoder for style transfer, fusion and
+super-resolution.
 
 Every norm is a conditional instance norm whose scale and shift come from a code: the style code for style
-transfer, a learned task code for fusion. Fusion encodes each of the N inputs with the shared encoder, and its
+transfer, a learned task code for fusion. The statistics a norm divides by are the input's own unless a
+NormStats argument supplies them (tiles, video frames): the generator keeps no state between calls. Upscaling
+feeds the encoder's features of the low-resolution image to a small residual head that writes the detail
+bicubic upsampling misses (x2, x4). Fusion encodes each of the N inputs with the shared encoder, and its
 head turns their features into per-pixel softmax weights over the sources at full resolution and a tone curve
 per source (order-invariant, any N >= 2): the fused image is a weighted sum of the (toned) sources. With
 `match_colors`, a stylized image finally takes the mean and std of the style image's YCbCr channels (a
@@ -10,8 +14,6 @@ where a learned code is not.
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -22,37 +24,57 @@ from torch import nn
 from ..tasks import FUSION_TASKS
 
 
+class NormStats:
+    """The statistics the instance norms of one forward pass normalise with, passed in as an argument so that
+    the generator keeps no state between calls (concurrent calls need no lock).
+
+    `given`: one (mean, var) per norm in call order, used instead of each input's own: the tiles of one image
+    share the whole image's. Otherwise, with `previous` (the `used` of an earlier pass), each norm's own
+    statistics move toward the earlier ones by `momentum`: the frames of a video share a slowly moving
+    normalisation. `used` collects, in call order, what every norm of this pass used."""
+
+    def __init__(self, given: list | None = None, previous: list | None = None, momentum: float = 0.0):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.given, self.previous, self.momentum = given, previous or None, momentum
+        self.used: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = len(self.used)
+        if self.given is not None:
+            if index >= len(self.given):
+                raise ValueError(f"statistics were given for {len(self.given)} norms, the pass has more")
+            stats = self.given[index]
+        else:
+            stats = instance_stats(x)
+            if self.previous is not None:
+                (mean, var), (old_mean, old_var) = stats, self.previous[index]
+                stats = torch.lerp(mean, old_mean, self.momentum), torch.lerp(var, old_var, self.momentum)
+        self.used.append(stats)
+        return stats
+
+
+def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, var) of x, as E[x^2] - E[x]^2 in float32 (bf16 autocast would cancel): one fast
+    reduction each, where var_mean over the spatial dims is several times slower on CPU."""
+    xf = x.float()
+    mean = xf.mean((2, 3), keepdim=True)
+    return mean, ((xf * xf).mean((2, 3), keepdim=True) - mean * mean).clamp_min(0)
+
+
 class _InstanceStats(nn.Module):
-    """Per-channel (mean, var) of an input, or statistics shared across the tiles of one image (see
-    GanMocoGenerator.norm_stats) or averaged over the frames of a video (see running_norm_stats)."""
+    """Instance normalisation by the input's own statistics, or by those a NormStats supplies."""
 
     def __init__(self, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        self.recording, self.shared_stats = False, None
-        self.momentum, self.running_stats = None, None
 
-    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.shared_stats is not None and not self.recording:
-            return self.shared_stats
-        # E[x^2] - E[x]^2 in float32 (bf16 autocast would cancel): one fast reduction each, where var_mean
-        # over the spatial dims is several times slower on CPU.
-        xf = x.float()
-        mean = xf.mean((2, 3), keepdim=True)
-        var = ((xf * xf).mean((2, 3), keepdim=True) - mean * mean).clamp_min(0)
-        if self.recording:
-            self.shared_stats = (mean, var)
-        if self.momentum is not None:
-            if self.running_stats is not None:
-                old_mean, old_var = self.running_stats
-                mean, var = torch.lerp(mean, old_mean, self.momentum), torch.lerp(var, old_var, self.momentum)
-            self.running_stats = (mean, var)
-        return mean, var
-
-    def _normalise(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, relu: bool) -> torch.Tensor:
+    def _normalise(
+        self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, relu: bool, stats: NormStats | None
+    ) -> torch.Tensor:
         """(x - mean) / std * scale + shift as one scale-and-shift per channel (two passes over the
         activations, not the four of instance_norm followed by an affine), with an optional fused ReLU."""
-        mean, var = self._stats(x)
+        mean, var = instance_stats(x) if stats is None else stats(x)
         scale = scale * torch.rsqrt(var + self.eps)
         out = torch.addcmul((shift - mean * scale).to(x.dtype), x, scale.to(x.dtype))
         return out.relu_() if relu else out
@@ -67,7 +89,9 @@ class ConditionalInstanceNorm(_InstanceStats):
         nn.init.zeros_(self.to_scale_shift.weight)
         nn.init.zeros_(self.to_scale_shift.bias)
 
-    def forward(self, x: torch.Tensor, code: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, code: torch.Tensor, relu: bool = False, stats: NormStats | None = None
+    ) -> torch.Tensor:
         if code.ndim == 2:
             params = self.to_scale_shift(code)[:, :, None, None]
         else:
@@ -76,7 +100,7 @@ class ConditionalInstanceNorm(_InstanceStats):
             weight = self.to_scale_shift.weight[:, :, None, None]
             params = F.conv2d(code, weight, self.to_scale_shift.bias)
         gamma, beta = params.chunk(2, dim=1)
-        return self._normalise(x, 1 + gamma, beta, relu)
+        return self._normalise(x, 1 + gamma, beta, relu, stats)
 
 
 class AdaptiveInstanceNorm(_InstanceStats):
@@ -84,13 +108,13 @@ class AdaptiveInstanceNorm(_InstanceStats):
     (B, 2C) = [mean, std] or as a map (B, 2C, h, w). No parameters: the statistics travel in the style code,
     so a style never seen in training still sets them exactly."""
 
-    def forward(self, x: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        if stats.ndim == 2:
-            stats = stats[:, :, None, None]
+    def forward(self, x: torch.Tensor, target: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        if target.ndim == 2:
+            target = target[:, :, None, None]
         else:
-            stats = F.interpolate(stats, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        mean, std = stats.float().chunk(2, dim=1)
-        return self._normalise(x, std, mean, relu=False)
+            target = F.interpolate(target, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        mean, std = target.float().chunk(2, dim=1)
+        return self._normalise(x, std, mean, False, stats)
 
 
 class ConvBlock(nn.Module):
@@ -112,10 +136,10 @@ class ConvBlock(nn.Module):
         self.norm = ConditionalInstanceNorm(out_channels, code_dim) if code_dim else None
         self.relu = relu
 
-    def forward(self, x, code=None):
+    def forward(self, x, code=None, stats: NormStats | None = None):
         x = self.conv(x)
         if self.norm is not None:
-            return self.norm(x, code, relu=self.relu)
+            return self.norm(x, code, relu=self.relu, stats=stats)
         return x.relu() if self.relu else x
 
 
@@ -149,14 +173,14 @@ class UpBlock(nn.Module):
                 self.conv.weight.copy_(self.conv.weight[::4].repeat_interleave(4, dim=0))
                 self.conv.bias.copy_(self.conv.bias[::4].repeat_interleave(4, dim=0))
 
-    def forward(self, x, code=None):
+    def forward(self, x, code=None, stats: NormStats | None = None):
         if self.nearest:
             kernel, bias = nearest_upsample_kernel(self.conv.weight), self.conv.bias.repeat_interleave(4)
             x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, bias)
         else:
             x = self.conv(x)
         x = F.pixel_shuffle(x, 2)
-        return self.norm(x, code, relu=True) if self.norm is not None else x
+        return self.norm(x, code, relu=True, stats=stats) if self.norm is not None else x
 
 
 class ResidualBlock(nn.Module):
@@ -167,9 +191,9 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
         self.norm2 = ConditionalInstanceNorm(channels, code_dim)
 
-    def forward(self, x, code):
-        h = self.norm1(self.conv1(x), code, relu=True)
-        return x + self.norm2(self.conv2(h), code)
+    def forward(self, x, code, stats: NormStats | None = None):
+        h = self.norm1(self.conv1(x), code, relu=True, stats=stats)
+        return x + self.norm2(self.conv2(h), code, stats=stats)
 
 
 class FusionHead(nn.Module):
@@ -255,6 +279,47 @@ class FusionHead(nn.Module):
         return (weights * toned.view(b, n, 3, h, w)).sum(1), weights
 
 
+class UpscaleHead(nn.Module):
+    """Super-resolution from the shared encoder: the low-resolution image and the encoder's features at every
+    scale (resized to the input's grid) feed a small residual body (EDSR-style, no norms, so tiles and whole
+    images agree), and a sub-pixel tail per scale writes the detail that bicubic upsampling misses. The tails
+    start at zero, so an untrained head is exactly bicubic."""
+
+    def __init__(self, feature_channels: list[int], scales: list[int], hidden: int = 32, num_blocks: int = 4):
+        super().__init__()
+        self.pixels = nn.Conv2d(3, hidden, 3, padding=1, padding_mode="replicate")
+        self.lateral = nn.ModuleList([nn.Conv2d(c, hidden, 1) for c in feature_channels])
+        self.body = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"),
+                    nn.ReLU(),
+                    nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"),
+                )
+                for _ in range(num_blocks)
+            ]
+        )
+        self.tails = nn.ModuleDict(
+            {str(s): nn.Conv2d(hidden, 3 * s * s, 3, padding=1, padding_mode="replicate") for s in scales}
+        )
+        for tail in self.tails.values():
+            nn.init.zeros_(tail.weight)
+            nn.init.zeros_(tail.bias)
+
+    def forward(self, x: torch.Tensor, feats: list[torch.Tensor], scale: int) -> torch.Tensor:
+        """x (B, 3, h, w) in [-1, 1], feats: the encoder's features of x -> (B, 3, scale h, scale w)."""
+        size = x.shape[-2:]
+        h = self.pixels(x)
+        for lateral, f in zip(self.lateral, feats, strict=True):
+            f = lateral(f)
+            h = h + (f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False))
+        h = start = h.relu()
+        for block in self.body:
+            h = h + block(h)
+        detail = F.pixel_shuffle(self.tails[str(scale)](h + start), scale)
+        return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False) + detail
+
+
 # ITU-R BT.601 YCbCr: luma and two opponent colour axes, linear in the [-1, 1] sRGB values (cheap, exportable)
 _YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
@@ -287,6 +352,9 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         stem_kernel_size: int = 0,
         encoder_norm: bool = True,
         upsample: str = "subpixel",
+        upscale_scales: tuple[int, ...] = (2, 4),
+        upscale_channels: int = 32,
+        upscale_blocks: int = 4,
     ):
         super().__init__()
         for key, value in (
@@ -305,6 +373,15 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             raise ValueError(f"upsample must be 'subpixel' or 'nearest', got {upsample!r}")
         if stem_kernel_size not in (0, 3, 5, 7, 9):
             raise ValueError(f"stem_kernel_size must be 0 (no stem) or an odd size 3..9, got {stem_kernel_size!r}")
+        if not isinstance(upscale_scales, list | tuple) or any(
+            not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 8 for v in upscale_scales
+        ):
+            raise ValueError(
+                f"upscale_scales must be a list of integers in 2..8 (may be empty), got {upscale_scales!r}"
+            )
+        for key, value in (("upscale_channels", upscale_channels), ("upscale_blocks", upscale_blocks)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if not isinstance(num_res_blocks, int) or num_res_blocks < 0:
             raise ValueError(f"num_res_blocks must be a non-negative integer, got {num_res_blocks!r}")
         # Two layouts. Without a stem: stride-2 conv blocks in, sub-pixel blocks out, the last one straight to RGB.
@@ -333,6 +410,13 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.task_codes = nn.Embedding(num_fusion_tasks, code_dim)
         nn.init.normal_(self.task_codes.weight, std=0.1)
         self.fusion = FusionHead(([base_channels] if stem else []) + channels, code_dim)
+        self.upscaler = (
+            UpscaleHead(
+                ([base_channels] if stem else []) + channels, list(upscale_scales), upscale_channels, upscale_blocks
+            )
+            if upscale_scales
+            else None
+        )
         # match_colors: the style code ends with the style image's YCbCr [mean, std], which the output takes
         self.colour_norm = AdaptiveInstanceNorm() if match_colors else None
 
@@ -350,26 +434,26 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         mean, var = ycc.mean((2, 3)), ycc.var((2, 3), unbiased=False)
         return torch.cat([code, mean.to(code.dtype), (var + 1e-5).sqrt().to(code.dtype)], dim=1)
 
-    def _encode(self, x, code) -> list[torch.Tensor]:
+    def _encode(self, x, code, stats: NormStats | None = None) -> list[torch.Tensor]:
         """Features at (with a stem: 1,) 1/2, 1/4, ... 1/2**num_downsamples of the input."""
         feats = []
         if self.stem is not None:
-            x = self.stem(x, code)
+            x = self.stem(x, code, stats)
             feats.append(x)
         for block in self.encoder:
-            x = block(x, code)
+            x = block(x, code, stats)
             feats.append(x)
         return feats
 
-    def _decode(self, feats: list[torch.Tensor], code):
+    def _decode(self, feats: list[torch.Tensor], code, stats: NormStats | None = None):
         h = feats[-1]
         for block in self.trunk:
-            h = block(h, code)
+            h = block(h, code, stats)
         for block, skip in zip(self.decoder, reversed(feats[:-1]), strict=True):
-            h = block(h, code)
+            h = block(h, code, stats)
             if self.config.skip_connections:  # encoder detail at each scale, so the bottleneck can stay small
                 h = h + skip
-        return self.to_rgb(h, code)
+        return self.to_rgb(h, code, stats)
 
     def _pad(self, x):
         # a multiple of the total stride, and at least 2x2 at the bottleneck (instance norm needs >1 pixel)
@@ -385,57 +469,18 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         # channels-last: oneDNN's convolutions run ~1.5x faster on CPU, and the rest of the net keeps the format
         return x.contiguous(memory_format=torch.channels_last), (h, w)
 
-    def _norms(self) -> list[_InstanceStats]:
-        return [m for m in self.modules() if isinstance(m, _InstanceStats)]
-
-    def norm_stats(self, reference: torch.Tensor, code: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The (mean, var) every norm sees when stylizing `reference` (an image or a thumbnail of it)."""
-        norms = self._norms()
-        try:
-            for norm in norms:
-                norm.recording = True
-            self.stylize(reference, code)
-            return [norm.shared_stats for norm in norms]
-        finally:
-            for norm in norms:
-                norm.recording, norm.shared_stats = False, None
-
-    @contextmanager
-    def use_norm_stats(self, stats: list[tuple[torch.Tensor, torch.Tensor]]):
-        """Inside the block every norm uses the given statistics instead of its input's own: the tiles of one
-        image, or the frames of one video, then share one normalisation."""
-        norms = self._norms()
-        if len(stats) != len(norms):
-            raise ValueError(f"expected statistics for {len(norms)} norms, got {len(stats)}")
-        try:
-            for norm, stat in zip(norms, stats, strict=True):
-                norm.shared_stats = stat
-            yield
-        finally:
-            for norm in norms:
-                norm.shared_stats = None
-
-    @contextmanager
-    def running_norm_stats(self, momentum: float, state: list | None = None):
-        """Inside the block every norm normalises with a running average of the statistics of the inputs it
-        has seen (new = lerp(current, previous, momentum)): the frames of one video share a slowly moving
-        normalisation, at no extra cost per frame. momentum 0 = every input on its own. `state` (a list,
-        updated in place on exit) carries the averages from one block to the next, so that other calls may run
-        between two frames."""
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        norms = self._norms()
-        state = [] if state is None else state
-        if state and len(state) != len(norms):
-            raise ValueError(f"expected running statistics for {len(norms)} norms, got {len(state)}")
-        try:
-            for i, norm in enumerate(norms):
-                norm.momentum, norm.running_stats = momentum, state[i] if state else None
-            yield state
-        finally:
-            state[:] = [norm.running_stats for norm in norms]
-            for norm in norms:
-                norm.momentum, norm.running_stats = None, None
+    def norm_stats(
+        self, reference: torch.Tensor, code: torch.Tensor | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The (mean, var) every norm uses, in call order, when stylizing `reference` (an image or a thumbnail
+        of it) with `code`, or with code None when upscaling it (only the encoder, under the "general" task
+        code): pass them as NormStats(given=...) to stylize or upscale its tiles alike."""
+        stats = NormStats()
+        if code is None:
+            self._encode(self._pad(reference)[0], self.task_code(0, reference.shape[0]), stats)
+        else:
+            self.stylize(reference, code, stats)
+        return stats.used
 
     def task_code(self, task: int | torch.Tensor, batch: int) -> torch.Tensor:
         task = torch.as_tensor(task, device=self.task_codes.weight.device, dtype=torch.long)
@@ -451,23 +496,29 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         code: torch.Tensor | None = None,
         task: int | torch.Tensor = 0,
         style: torch.Tensor | None = None,
+        scale: int | None = None,
+        stats: NormStats | None = None,
     ) -> torch.Tensor:
-        """`style`: the style images, when `code` is only the style encoder's code (training)."""
+        """`style`: the style images, when `code` is only the style encoder's code (training). `scale`:
+        upscale x (B, 3, h, w) by that factor instead. `stats`: what the norms normalise with (see NormStats;
+        default: each input's own statistics)."""
+        if scale is not None:
+            return self.upscale(x, scale, stats)
         if x.ndim == 4:
-            return self.stylize(x, code if style is None or code is None else self.style_code(code, style))
+            return self.stylize(x, code if style is None or code is None else self.style_code(code, style), stats)
         if x.ndim == 5:
             return self.fuse(x, task)
         raise ValueError(f"expected (B, 3, H, W) content or (B, N, 3, H, W) fusion sources, got {tuple(x.shape)}")
 
-    def stylize(self, content: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    def stylize(self, content: torch.Tensor, code: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
         if code is None or code.shape[0] != content.shape[0] or code.shape[1] != self.style_code_dim:
             got = None if code is None else tuple(code.shape)
             raise ValueError(f"stylize needs a code of shape (B, {self.style_code_dim}[, h, w]), got {got}")
         code, colours = code[:, : self.config.code_dim], code[:, self.config.code_dim :]
         x, (h, w) = self._pad(content)
-        out = torch.tanh(self._decode(self._encode(x, code), code))[..., :h, :w]
+        out = torch.tanh(self._decode(self._encode(x, code, stats), code, stats))[..., :h, :w]
         if self.colour_norm is not None:
-            out = _ycbcr_to_rgb(self.colour_norm(_rgb_to_ycbcr(out), colours)).clamp(-1, 1)
+            out = _ycbcr_to_rgb(self.colour_norm(_rgb_to_ycbcr(out), colours, stats)).clamp(-1, 1)
         return out
 
     def fuse(self, sources: torch.Tensor, task: int | torch.Tensor = 0) -> torch.Tensor:
@@ -483,3 +534,15 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         feats = self._encode(x, code.repeat_interleave(n, dim=0))
         fused, weights = self.fusion(x.view(b, n, *x.shape[1:]), feats, code)
         return fused[..., :h, :w], weights[..., :h, :w]
+
+    def upscale(self, x: torch.Tensor, scale: int, stats: NormStats | None = None) -> torch.Tensor:
+        """x (B, 3, h, w) in [-1, 1] -> (B, 3, scale h, scale w), not clamped. The encoder sees the "general"
+        task code (it only matters with encoder_norm)."""
+        scales = tuple(self.config.upscale_scales or ())
+        if scale not in scales:
+            raise ValueError(f"this model upscales by {' or '.join(map(str, scales)) or 'nothing'}, not {scale!r}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"upscale needs images of shape (B, 3, H, W), got {tuple(x.shape)}")
+        padded, (h, w) = self._pad(x)
+        feats = self._encode(padded, self.task_code(0, x.shape[0]), stats)
+        return self.upscaler(padded, feats, scale)[..., : h * scale, : w * scale]

@@ -21,14 +21,11 @@ import hashlib
 import io
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rcc import read_rcc  # noqa: E402
+from rcc import read_rcc
 
 GCOMPRIS_PHOTO_BUNDLES = ("explore_monuments", "explore_world_animals", "explore_farm_animals", "details")
 OPENCV_PHOTOS = (

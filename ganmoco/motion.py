@@ -1,0 +1,67 @@
+"""Global motion between two video frames, for temporally stable video stylization.
+
+The camera motion of a frame pair (pan, zoom, rotation, shear) is fitted as one affine map by Gauss-Newton
+least squares on small grey copies (Lucas-Kanade, coarse to fine). The previous stylized frame is then warped
+by it and blended into the new one where the warped previous input agrees with the new input (elsewhere:
+occlusions, moving objects, the border the camera uncovers, the new frame stays as it is).
+Frames are (1, 3, H, W) tensors in [-1, 1]; a motion is the (1, 2, 3) `theta` of torch's affine_grid
+(normalised coordinates, align_corners=False) that samples the previous frame at each pixel of the next.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IDENTITY = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+
+
+def _grey(x: torch.Tensor, width: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    size = (max(8, round(h * width / w)), width)
+    return F.interpolate(x.float().mean(1, keepdim=True), size=size, mode="area")
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """`x` sampled at the affine map `theta` (bilinear; outside the frame: its edge)."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def estimate_motion(previous: torch.Tensor, current: torch.Tensor, widths=(48, 96), iters: int = 6) -> torch.Tensor:
+    """The affine `theta` with warp(previous, theta) ~ current, by Gauss-Newton on grey copies `widths` px wide
+    (coarse to fine). Identical frames give the identity exactly."""
+    theta = IDENTITY.clone()
+    for width in widths:
+        prev, cur = _grey(previous, width), _grey(current, width)
+        h, w = cur.shape[-2:]
+        ys = (torch.arange(h) + 0.5) / h * 2 - 1
+        xs = (torch.arange(w) + 0.5) / w * 2 - 1
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        coords = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)  # (P, 3)
+        for _ in range(iters):
+            moved = warp(prev, theta)
+            residual = (moved - cur).reshape(-1)
+            if not residual.abs().max() > 0:
+                break
+            # the warped image's gradient in normalised units, then the chain rule to the six parameters
+            dx = torch.gradient(moved[0, 0], dim=1)[0].reshape(-1) * (w / 2)
+            dy = torch.gradient(moved[0, 0], dim=0)[0].reshape(-1) * (h / 2)
+            jac = torch.cat([dx[:, None] * coords, dy[:, None] * coords], dim=1)  # (P, 6)
+            normal = jac.T @ jac + 1e-6 * torch.eye(6)  # the 6x6 normal equations: cheaper than lstsq
+            step = torch.linalg.solve(normal, -(jac.T @ residual)).reshape(1, 2, 3)
+            theta = theta + step
+            if step.abs().max() < 1e-5:
+                break
+    return theta
+
+
+def agreement(previous: torch.Tensor, current: torch.Tensor, theta: torch.Tensor, tolerance: float = 0.06):
+    """(1, 1, H, W) in [0, 1]: how well the previous frame, moved by `theta`, shows what the current frame shows
+    (1 where it agrees within `tolerance` in [-1, 1] units, falling off beyond; 0 where it had to be invented
+    at the border)."""
+    moved = warp(previous, theta)
+    difference = (moved - current).abs().mean(1, keepdim=True)
+    grid = F.affine_grid(theta.to(current.dtype), list(current.shape), align_corners=False)
+    inside = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).to(current.dtype)
+    return torch.exp(-((difference / tolerance) ** 2)) * inside

@@ -1,0 +1,174 @@
+"""Super-resolution: the generator's upscaling head through the pipeline, the CLI, the evaluator and training."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder
+from ganmoco.baselines import RRDN
+from ganmoco.metrics import upscale_metrics
+from ganmoco.weights import convert_tfjs_rrdn
+
+from .conftest import TINY_GENERATOR, TINY_STYLE_ENCODER, assert_one_error_line, run_cli
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """A tiny pipeline whose upscaling tails are not zero (a fresh head is exactly bicubic)."""
+    torch.manual_seed(0)
+    generator = GanMocoGenerator(**TINY_GENERATOR)
+    with torch.no_grad():
+        for tail in generator.upscaler.tails.values():
+            tail.weight.normal_(std=0.05)
+    return GanMocoPipeline(generator.eval(), StyleEncoder(**TINY_STYLE_ENCODER).eval())
+
+
+@pytest.mark.parametrize("size", [(1, 1), (37, 23), (8, 200)])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_output_is_exactly_scale_times_the_input(pipe, size, scale):
+    image = Image.new("RGB", size, (200, 30, 90))
+    assert pipe.upscale(image, scale=scale).size == (size[0] * scale, size[1] * scale)
+
+
+def test_a_fresh_head_is_exactly_bicubic(examples):
+    photo = Image.open(examples / "bird_owl.jpg").convert("RGB").crop((0, 0, 96, 64))
+    x = torch.from_numpy(np.asarray(photo, np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    fresh = GanMocoGenerator(**TINY_GENERATOR).eval()
+    with torch.no_grad():
+        out = fresh.upscale(x, 4)
+    assert torch.allclose(out, F.interpolate(x, scale_factor=4, mode="bicubic"), atol=1e-5)
+
+
+def test_tiled_equals_untiled(pipe, examples):
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")  # 448 x 336: several 128-px tiles
+    whole = np.asarray(pipe.upscale(photo, scale=2, tile=False), np.int16)
+    tiled = np.asarray(pipe.upscale(photo, scale=2, tile=128), np.int16)
+    assert np.abs(whole - tiled).max() <= 1
+
+
+@pytest.mark.parametrize("scale", [3, 0, -2, 2.5, "4", True, None])
+def test_bad_scales_are_one_line_errors(pipe, scale):
+    with pytest.raises(ValueError, match="scale must be 2 or 4") as err:
+        pipe.upscale(Image.new("RGB", (16, 16)), scale=scale)
+    assert "\n" not in str(err.value)
+
+
+def test_too_large_an_output_is_refused_before_any_work(pipe):
+    with pytest.raises(ValueError, match="MP limit"):
+        pipe.upscale(Image.new("RGB", (5000, 5000)), scale=4)
+
+
+def test_bundled_model_beats_bicubic(examples):
+    """The shipped head on a photo it never saw: x2 and x4 above bicubic on Y (the evaluator measures more)."""
+    pipe = GanMocoPipeline.from_pretrained()
+    high = Image.open(examples / "castle_neuschwanstein.jpg").convert("RGB")
+    high = high.crop((0, 0, high.width // 4 * 4, high.height // 4 * 4))
+    for scale, margin in ((2, 0.5), (4, 0.3)):
+        low = high.resize((high.width // scale, high.height // scale), Image.BICUBIC)
+        ours = upscale_metrics(pipe.upscale(low, scale=scale), high)["PSNR_Y"]
+        bicubic = upscale_metrics(low.resize(high.size, Image.BICUBIC), high)["PSNR_Y"]
+        assert ours > bicubic + margin, (scale, ours, bicubic)
+
+
+def test_cli_upscale_and_its_errors(tiny_pipeline_dir, examples, tmp_path):
+    out = tmp_path / "big.png"
+    r = run_cli("upscale", examples / "bird_owl.jpg", "--scale", "4", "--model", tiny_pipeline_dir, "--out", out)
+    assert r.returncode == 0, r.stderr
+    w, h = Image.open(examples / "bird_owl.jpg").size
+    assert Image.open(out).size == (4 * w, 4 * h)
+    bad = tmp_path / "bad.png"
+    r = run_cli("upscale", examples / "bird_owl.jpg", "--scale", "3", "--model", tiny_pipeline_dir, "--out", bad)
+    assert_one_error_line(r)
+    assert "--scale" in r.stderr and not bad.exists()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    r = run_cli("upscale", broken, "--model", tiny_pipeline_dir, "--out", bad)
+    assert_one_error_line(r)
+    assert "broken.jpg" in r.stderr and not bad.exists()
+
+
+def test_eval_upscale_section(tmp_path, examples, tiny_pipeline_dir):
+    out = tmp_path / "eval"
+    r = run_cli(
+        "eval", "--model", str(tiny_pipeline_dir), "--no-style", "--no-fusion", "--upscale",
+        "--no-upscale-reference", "--upscale-size", "128", "--contents", str(examples / "bird_owl.jpg"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "metrics.json").read_text())["upscale"]
+    assert set(report) == {"x2", "x4"}
+    for scale in report.values():
+        assert set(scale) == {"ganmoco", "bicubic", "lanczos"}
+        # an untrained head is bicubic up to torch's and PIL's kernels; every method is far above noise
+        assert abs(scale["ganmoco"]["PSNR_Y"] - scale["bicubic"]["PSNR_Y"]) < 1.5
+        assert all(m["PSNR_Y"] > 20 and 0 < m["SSIM_Y"] <= 1 for m in scale.values())
+    assert report["x2"]["bicubic"]["PSNR_Y"] > report["x4"]["bicubic"]["PSNR_Y"]
+    assert Image.open(out / "grid_upscale.png").width == 4 * 320
+    assert "| upscale x4 |" in (out / "metrics.md").read_text()
+
+
+def _tfjs_tarball(net: RRDN, folder: str) -> bytes:
+    """A TF.js layers package holding `net`'s weights as Keras stores them (HWIO, depth_to_space order)."""
+    s = net.scale
+    entries, blobs = [], []
+    for name, conv in net.convs.items():
+        kernel = conv.weight.detach().permute(2, 3, 1, 0).numpy()  # OIHW -> HWIO
+        bias = conv.bias.detach().numpy()
+        if name == "PreShuffle":  # torch channel c*s*s + k -> tf channel k*3 + c
+            order = np.arange(3 * s * s).reshape(3, s * s).T.reshape(-1)
+            kernel, bias = kernel[..., order], bias[order]
+        for suffix, array in (("kernel", kernel), ("bias", bias)):
+            entries.append({"name": f"{name}/{suffix}", "shape": list(array.shape), "dtype": "float32"})
+            blobs.append(np.ascontiguousarray(array, "<f4").tobytes())
+    layers = [{"class_name": f"PixelShuffle{s}x", "config": {"scale": s}}]
+    manifest = {
+        "modelTopology": {"model_config": {"config": {"layers": layers}}},
+        "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": entries}],
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in (("model.json", json.dumps(manifest).encode()), ("group1-shard1of1.bin", b"".join(blobs))):
+            info = tarfile.TarInfo(folder + name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_tfjs_rrdn_conversion_round_trips_and_matches_depth_to_space():
+    torch.manual_seed(0)
+    net = RRDN(scale=2, blocks=1, dense=1, convs=2, growth=4, width=8).eval()
+    converted = RRDN(scale=2, blocks=1, dense=1, convs=2, growth=4, width=8).eval()
+    converted.load_state_dict(convert_tfjs_rrdn(_tfjs_tarball(net, "package/models/x2/"), "package/models/x2/"))
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.allclose(net(x), converted(x), atol=1e-6)
+        # the PreShuffle channels really are reordered: TF's depth_to_space on the Keras-ordered output
+        # equals torch's pixel_shuffle on ours
+        h = converted.convs["PreShuffle"](torch.rand(1, 8, 5, 5))
+        tf_order = h[:, np.arange(12).reshape(3, 4).T.reshape(-1)]  # (row, col, colour) like Keras
+        nhwc = tf_order.permute(0, 2, 3, 1).reshape(1, 5, 5, 2, 2, 3).permute(0, 1, 3, 2, 4, 5).reshape(1, 10, 10, 3)
+        assert torch.allclose(nhwc.permute(0, 3, 1, 2), F.pixel_shuffle(h, 2))
+
+
+def test_training_pairs_are_degraded_low_res_copies_of_the_photo(examples):
+    from ganmoco.data import UpscaleDataset, downscale
+
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")
+    assert downscale(photo, 4).tobytes() == photo.resize((photo.width // 4, photo.height // 4), Image.BICUBIC).tobytes()
+    dataset = UpscaleDataset([examples / "castle_chambord.jpg"], 96, seed=0)
+    low2, high2, low4, high4 = dataset[(0, 0)]
+    assert low2.shape == low4.shape == (3, 24, 24) and high2.shape == (3, 48, 48) and high4.shape == (3, 96, 96)
+    assert all(torch.equal(a, b) for a, b in zip(dataset[(0, 0)], (low2, high2, low4, high4), strict=True))
+    # each low-res input is close to its photo's plain downscale (degradations are mild), never identical to
+    # another epoch's (new crops, new degradations)
+    plain = F.interpolate(high4[None], scale_factor=0.25, mode="bicubic", antialias=True)[0]
+    assert (low4 - plain).abs().mean() < 0.08
+    assert not torch.equal(dataset[(1, 0)][2], low4)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        UpscaleDataset([examples / "castle_chambord.jpg"], 90, seed=0)

@@ -1,0 +1,103 @@
+"""The networks of a training run: the generator and style encoder to train (from scratch, from a pipeline
+folder or from the Magenta network), the discriminator, the frozen feature extractors and the teacher."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from accelerate.logging import get_logger
+from steps import INCEPTION_STYLE_LAYERS
+
+from ganmoco.baselines import magenta_networks
+from ganmoco.models import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
+from ganmoco.models.features import VGG_STYLE_LAYERS
+from ganmoco.pipeline import GanMocoPipeline
+
+logger = get_logger(__name__)
+
+
+def magenta_models(generator_config: str | None) -> tuple[GanMocoGenerator, StyleEncoder]:
+    """The Magenta network as a generator and style encoder (converted on first use); a generator config may
+    only set match_colors (the rest is the layout the weights fit)."""
+    extra = json.loads(Path(generator_config).read_text()) if generator_config else {}
+    extra = {k: v for k, v in extra.items() if not k.startswith("_")}
+    if set(extra) - {"match_colors"}:
+        raise SystemExit(
+            f"error: with --init_from magenta a generator config may set match_colors only, got {sorted(extra)}"
+        )
+    return magenta_networks(**extra)
+
+
+def _fresh_heads(G: GanMocoGenerator, folder: Path) -> GanMocoGenerator:
+    """G with every weight its folder stores, and freshly initialised layers where the folder has none (e.g. the
+    upscaling head of a model saved before it existed: loading leaves those zero, a saddle training cannot
+    leave)."""
+    from safetensors.torch import load_file
+
+    stored = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        stored |= load_file(path)
+    fresh = GanMocoGenerator.from_config(G.config)
+    missing = fresh.load_state_dict({k: v.float() for k, v in stored.items()}, strict=False).missing_keys
+    if missing:
+        logger.info(f"{len(missing)} generator weights not in {folder} start fresh: {sorted(missing)[:4]}...")
+    return fresh
+
+
+def _from_config(cls, path):
+    if path is None:
+        return cls()
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"error: cannot read {cls.__name__} config {path}: {err}") from None
+    return cls.from_config(config)
+
+
+def build_networks(args, device):
+    """(G, E, D, teacher, (vgg, inception)) with the parts that train switched on, the rest frozen."""
+    if args.init_from == "magenta":
+        G, E = magenta_models(args.generator_config)
+    elif args.init_from:
+        init = GanMocoPipeline.from_pretrained(args.init_from)
+        G, E = _fresh_heads(init.generator, Path(args.init_from) / "generator"), init.style_encoder
+    else:
+        G = _from_config(GanMocoGenerator, args.generator_config)
+        E = _from_config(StyleEncoder, args.style_encoder_config)
+        if not args.no_pretrained_features:
+            from ganmoco.weights import load_weights
+
+            E.load_trunk(load_weights("inception_v3"))
+    if args.discriminator_config:
+        D = _from_config(GanMocoDiscriminator, args.discriminator_config)
+    else:
+        D = GanMocoDiscriminator(code_dim=G.config.code_dim)
+    if D.config.code_dim != G.config.code_dim or E.config.code_dim != G.config.code_dim:
+        raise SystemExit("error: generator, style encoder and discriminator configs must share code_dim")
+    E.trunk.requires_grad_(args.train_style_trunk)
+    if args.freeze_style_encoder:
+        E.requires_grad_(False)
+    if args.train_fusion_head_only and args.train_upscale_head_only:
+        raise SystemExit("error: --train_fusion_head_only and --train_upscale_head_only exclude each other")
+    if args.train_fusion_head_only:
+        G.requires_grad_(False)
+        G.fusion.requires_grad_(True)
+        G.task_codes.requires_grad_(True)
+    if args.upscale_ratio > 0 and G.upscaler is None:
+        raise SystemExit("error: --upscale_ratio > 0 needs a generator with upscale_scales in its config")
+    if args.train_upscale_head_only:
+        if G.upscaler is None:
+            raise SystemExit("error: --train_upscale_head_only needs a generator with upscale_scales in its config")
+        G.requires_grad_(False)
+        G.upscaler.requires_grad_(True)
+    teacher = None
+    if args.teacher_weight > 0:  # the starting networks, frozen
+        teacher = tuple(copy.deepcopy(m).requires_grad_(False).eval().to(device) for m in (G, E))
+    pretrained = not args.no_pretrained_features
+    vgg = FeatureExtractor("vgg16", layers=VGG_STYLE_LAYERS, pretrained=pretrained).to(device)
+    inception = None
+    if args.inception_style_weight > 0:
+        inception = FeatureExtractor("inception_v3", layers=INCEPTION_STYLE_LAYERS, pretrained=pretrained).to(device)
+    return G, E, D, teacher, (vgg, inception)

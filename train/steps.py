@@ -1,0 +1,163 @@
+"""The GAN-MoCo step: the generator's losses for each task's batch and the discriminator's, from one LossWeights.
+
+    L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV
+          (+ teacher_weight L_teacher on style batches, + delta L_upscale on super-resolution batches)
+
+Each step function returns (loss_G, fake, code, real, raw terms): the discriminator then judges `fake` against
+`real` under `code`. D is passed unwrapped and frozen: a generator step must not touch its DDP reducer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from accelerate.utils import extract_model_from_parallel
+
+from ganmoco import losses
+from ganmoco.models.features import VGG_STYLE_LAYERS
+from ganmoco.tasks import FUSION_TASKS
+
+VGG_CONTENT_LAYER = "relu3_3"
+INCEPTION_STYLE_LAYERS = ("Mixed_5d", "Mixed_6e")
+# Raw VGG features of 0..255 caffe-style input are large; these put each raw term near 1 at the start of
+# training so the user-facing weights (alpha, beta, gamma) stay readable.
+GRAM_SCALE, FEATURE_SCALE = 1e-3, 1e-3
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Every weight of the mixed loss, made once from the training arguments (whose defaults these are)."""
+
+    lambda_adv: float = 0.1  # L_GAN (0: no discriminator is trained)
+    alpha_style: float = 1.0  # L_style
+    beta_fusion: float = 1.0  # L_fusion
+    gamma_feature: float = 1.0  # L_feature (0: no VGG pass on fusion batches)
+    lambda_tv: float = 0.05  # total variation
+    delta_upscale: float = 1.0  # L_upscale: L1 to the high-res photo, x2 and x4
+    upscale_ssim_weight: float = 0.1  # 1 - SSIM inside L_upscale
+    vgg_meanstd_weight: float = 0.0  # share of L_style from VGG feature mean/std (beside Gram matrices)
+    inception_style_weight: float = 0.0  # share of L_style from Inception mean/std
+    fusion_reference_weight: float = 1.0  # in L_fusion: distance to a synthetic pair's clean photo
+    fusion_unsupervised_weight: float = 1.0  # in L_fusion: intensity, gradient, SSIM to the sources
+    teacher_weight: float = 0.0  # L_teacher: L1 to the frozen starting network's stylization
+    temporal_weight: float = 0.0  # L_temporal: G(moved content) = moved G(content), for steady video
+    gan_loss: str = "hinge"
+
+    @classmethod
+    def from_args(cls, args) -> LossWeights:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def style_step(G, E, D, nets, batch_c, batch_s, w: LossWeights, teacher=None):
+    """A style batch. `teacher`: a frozen (generator, style encoder) whose stylization L_teacher pulls towards."""
+    vgg, inception = nets
+    code = E(batch_s)
+    fake = G(batch_c, code, style=batch_s)
+    with torch.no_grad():
+        f_content = vgg(batch_c)
+        f_style = vgg(batch_s)
+    f_fake = vgg(fake)
+    terms = {
+        "style_gram": GRAM_SCALE
+        * losses.gram_style_loss({k: f_fake[k] for k in VGG_STYLE_LAYERS}, {k: f_style[k] for k in VGG_STYLE_LAYERS}),
+        "feature": FEATURE_SCALE
+        * losses.feature_loss(
+            {VGG_CONTENT_LAYER: f_fake[VGG_CONTENT_LAYER]}, {VGG_CONTENT_LAYER: f_content[VGG_CONTENT_LAYER]}
+        ),
+        "tv": losses.total_variation_loss(fake),
+    }
+    style = terms["style_gram"]
+    if w.vgg_meanstd_weight > 0:
+        terms["style_vgg_meanstd"] = GRAM_SCALE * losses.mean_std_style_loss(
+            {k: f_fake[k] for k in VGG_STYLE_LAYERS}, {k: f_style[k] for k in VGG_STYLE_LAYERS}
+        )
+        style = style + w.vgg_meanstd_weight * terms["style_vgg_meanstd"]
+    if inception is not None:
+        with torch.no_grad():
+            i_style = inception(batch_s)
+        terms["style_meanstd"] = losses.mean_std_style_loss(inception(fake), i_style)
+        style = style + w.inception_style_weight * terms["style_meanstd"]
+    terms["adv_g"] = losses.ADVERSARIAL[w.gan_loss][1](D(fake, code.detach()))
+    loss = w.lambda_adv * terms["adv_g"] + w.alpha_style * style + w.gamma_feature * terms["feature"]
+    loss = loss + w.lambda_tv * terms["tv"]
+    if w.temporal_weight > 0:  # a camera move of up to 3 px (not a multiple of the stride) and sensor noise
+        dy, dx = (int(v) for v in torch.randint(-3, 4, (2,)))
+        moved = torch.roll(batch_c, (dy, dx), dims=(2, 3)) + 0.01 * torch.randn_like(batch_c)
+        terms["temporal"] = losses.temporal_loss(
+            G(moved, code, style=batch_s), fake, dy, dx, border=min(16, batch_c.shape[-1] // 4)
+        )
+        loss = loss + w.temporal_weight * terms["temporal"]
+    if teacher is not None:
+        with torch.no_grad():
+            target = teacher[0](batch_c, teacher[1](batch_s), style=batch_s)
+        terms["teacher"] = losses.teacher_loss(fake, target)
+        loss = loss + w.teacher_weight * terms["teacher"]
+    return loss, fake, code.detach(), batch_s, terms
+
+
+def fusion_step(G, D, nets, batch, w: LossWeights, synthetic: bool):
+    """A fusion batch; the discriminator's real images are the clean references. A synthetic pair's reference is
+    the photo it was made from, so it also supervises the output; a folder scene's stands in (its first source)
+    and does not."""
+    vgg, _ = nets
+    sources, task, reference = batch
+    fused = G(sources, task=task)
+    code = extract_model_from_parallel(G).task_code(task, sources.shape[0]).detach()
+    exposure = torch.as_tensor(task, device=sources.device).expand(sources.shape[0]) == FUSION_TASKS.index(
+        "multi-exposure"
+    )
+    supervised = synthetic and w.fusion_reference_weight > 0
+    fusion, terms = losses.fusion_loss(
+        fused,
+        sources,
+        exposure=exposure,
+        reference=reference if supervised else None,
+        w_ref=w.fusion_reference_weight,
+        w_int=w.fusion_unsupervised_weight,
+        w_grad=w.fusion_unsupervised_weight,
+        w_ssim=w.fusion_unsupervised_weight,
+    )
+    loss = w.beta_fusion * fusion
+    if w.gamma_feature > 0:  # VGG is the costliest part of a fusion step: skipped when unweighted
+        with torch.no_grad():
+            f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
+        f_fused = vgg(fused)
+        terms["feature"] = (
+            FEATURE_SCALE
+            * sum(
+                losses.feature_loss(
+                    {VGG_CONTENT_LAYER: f_fused[VGG_CONTENT_LAYER]}, {VGG_CONTENT_LAYER: f[VGG_CONTENT_LAYER]}
+                )
+                for f in f_sources
+            )
+            / len(f_sources)
+        )
+        loss = loss + w.gamma_feature * terms["feature"]
+    terms["fusion"] = fusion
+    if w.lambda_adv > 0:
+        terms["adv_g"] = losses.ADVERSARIAL[w.gan_loss][1](D(fused, code))
+        loss = loss + w.lambda_adv * terms["adv_g"]
+    return loss, fused, code, reference, terms
+
+
+def upscale_step(G, D, batch, w: LossWeights):
+    """A super-resolution batch: x2 and x4 of the same photos; the discriminator (lambda_adv > 0) judges the x4
+    output against the photo, under the "general" task code."""
+    low2, high2, low4, high = batch
+    pairs = ((2, G(low2, scale=2), high2), (4, G(low4, scale=4), high))
+    terms = {f"upscale_x{s}": losses.upscale_loss(up, hr, w.upscale_ssim_weight) for s, up, hr in pairs}
+    up4 = pairs[1][1]
+    terms["upscale"] = (terms["upscale_x2"] + terms["upscale_x4"]) / 2
+    loss = w.delta_upscale * terms["upscale"]
+    code = extract_model_from_parallel(G).task_code(0, high.shape[0]).detach()
+    fake = up4.clamp(-1, 1)
+    if w.lambda_adv > 0:
+        terms["adv_g"] = losses.ADVERSARIAL[w.gan_loss][1](D(fake, code))
+        loss = loss + w.lambda_adv * terms["adv_g"]
+    return loss, fake, code, high, terms
+
+
+def discriminator_loss(D, real, fake, code, w: LossWeights) -> torch.Tensor:
+    """L_D on the real images and the (detached) fakes of the generator step, under the same code."""
+    return losses.ADVERSARIAL[w.gan_loss][0](D(real, code), D(fake.detach(), code))
