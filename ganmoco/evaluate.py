@@ -271,25 +271,41 @@ def warping_error(clip: list[Image.Image], motion: str, step: float) -> float:
 
 def evaluate_video(pipe, images: list[Path], style: Path, frames: int = 12, size=(640, 360)) -> dict:
     """Per motion (a 3-px-a-frame pan, a 1 %-a-frame zoom): the warping error of the input clip, of every
-    frame stylized on its own and of the video path (`stylize_frames`), and the video path's frames/s. The pan
+    frame stylized on its own and of the video path (`stylize_frames`), the video path's frames/s, and how
+    stylized both are (Gram, mean/std and colour-histogram distances to the style, every third frame). The pan
     is 3 px, not a multiple of the generator's stride, at which a convolutional network is exactly
     shift-equivariant and would show no flicker that real motion gives."""
     import time
 
+    scorer = metrics.StyleMetrics()
+    style_t = to_tensor(fit_within(load_image(style), 512))
+    f_style = scorer.vgg(style_t)
+    style_keys = ("gram_distance", "mean_std_distance", "colour_histogram_distance")
+
+    def stylized(clip) -> dict[str, float]:
+        rows = [scorer(to_tensor(f), to_tensor(f), style_t, f_style=f_style) for f in clip[::3]]
+        return {k: float(np.mean([r[k] for r in rows])) for k in style_keys}
+
     steps = {"pan": 3.0, "zoom": 1.01}
     report = {}
     for motion, step in steps.items():
-        rows: dict[str, list[float]] = {"input": [], "per-frame": [], "video": []}
+        rows: dict[str, list] = {"input": [], "per-frame": [], "video": [], "per-frame style": [], "video style": []}
         seconds = 0.0
         for path in tqdm(images, desc=f"eval video {motion}", unit="clip"):
             clip = motion_clip(load_image(path), motion, frames, size, step)
             rows["input"].append(warping_error(clip, motion, step))
-            rows["per-frame"].append(warping_error([pipe.stylize(f, style) for f in clip], motion, step))
+            single = [pipe.stylize(f, style) for f in clip]
+            rows["per-frame"].append(warping_error(single, motion, step))
             start = time.perf_counter()
             video = list(pipe.stylize_frames(clip, style))
             seconds += time.perf_counter() - start
             rows["video"].append(warping_error(video, motion, step))
-        report[motion] = {name: float(np.mean(v)) for name, v in rows.items()}
+            rows["per-frame style"].append(stylized(single))
+            rows["video style"].append(stylized(video))
+        report[motion] = {name: float(np.mean(rows[name])) for name in ("input", "per-frame", "video")}
+        for path_name in ("per-frame", "video"):
+            for key in style_keys:
+                report[motion][f"{path_name} {key}"] = float(np.mean([r[key] for r in rows[f"{path_name} style"]]))
         report[motion]["video_frames_per_s"] = len(images) * frames / seconds
     return report
 
@@ -361,13 +377,16 @@ def markdown(report: dict) -> str:
     if "video" in report:
         lines += [
             "",
-            "| video | input | per-frame | video path | video frames/s |",
-            "| --- | --- | --- | --- | --- |",
+            "| video: warping error ↓ | input | per-frame | video path | video frames/s | Gram dist. per-frame / video "
+            "| colour hist. per-frame / video |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for motion, r in report["video"].items():
             lines.append(
                 f"| {motion} | {r['input']:.2f} | {r['per-frame']:.2f} | {r['video']:.2f} "
-                f"| {r['video_frames_per_s']:.1f} |"
+                f"| {r['video_frames_per_s']:.1f} "
+                f"| {r['per-frame gram_distance']:.1f} / {r['video gram_distance']:.1f} "
+                f"| {r['per-frame colour_histogram_distance']:.3f} / {r['video colour_histogram_distance']:.3f} |"
             )
     for scale, methods in report.get("upscale", {}).items():
         lines += ["", f"| upscale {scale} | PSNR_Y ↑ | SSIM_Y ↑ | s / image |", "| --- | --- | --- | --- |"]

@@ -23,7 +23,9 @@ def _grey(x: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """`x` sampled at the affine map `theta` (bilinear; outside the frame: its edge)."""
+    """`x` sampled at the affine map `theta` (bilinear; outside the frame: its edge); the identity returns x."""
+    if torch.equal(theta, IDENTITY.to(theta)):
+        return x
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -60,8 +62,25 @@ def agreement(previous: torch.Tensor, current: torch.Tensor, theta: torch.Tensor
     """(1, 1, H, W) in [0, 1]: how well the previous frame, moved by `theta`, shows what the current frame shows
     (1 where it agrees within `tolerance` in [-1, 1] units, falling off beyond; 0 where it had to be invented
     at the border)."""
-    moved = warp(previous, theta)
+    return _agreement(warp(previous, theta), current, theta, tolerance)
+
+
+def _agreement(moved: torch.Tensor, current: torch.Tensor, theta: torch.Tensor, tolerance: float) -> torch.Tensor:
     difference = (moved - current).abs().mean(1, keepdim=True)
-    grid = F.affine_grid(theta.to(current.dtype), list(current.shape), align_corners=False)
-    inside = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).to(current.dtype)
-    return torch.exp(-((difference / tolerance) ** 2)) * inside
+    trust = torch.exp(-((difference / tolerance) ** 2))
+    if torch.equal(theta, IDENTITY.to(theta)):
+        return trust
+    grid = F.affine_grid(theta.to(current.dtype), [1, 1, *current.shape[-2:]], align_corners=False)
+    inside = (grid.abs() <= 1).all(-1)[:, None].to(current.dtype)
+    return trust * inside
+
+
+def carry_over(
+    previous: torch.Tensor, previous_out: torch.Tensor, current: torch.Tensor, current_out: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """`current_out` with the previous output, moved by the camera motion from `previous` to `current`, blended
+    in with `weight` wherever the moved previous frame agrees with the current one. One warp for both."""
+    theta = estimate_motion(previous, current)
+    moved = warp(torch.cat([previous, previous_out.to(previous.dtype)], dim=1), theta)
+    trust = _agreement(moved[:, :3], current, theta, tolerance=0.06)
+    return torch.lerp(current_out, moved[:, 3:].to(current_out.dtype), weight * trust)

@@ -24,7 +24,7 @@ from .cpu import tune_allocator
 from .data import MAX_IMAGE_PIXELS, ImageError, ImageInput, load_image, load_mask, to_pil, to_tensor
 from .models.generator import FUSION_TASKS, GanMocoGenerator, NormStats
 from .models.style_encoder import StyleEncoder
-from .motion import agreement, estimate_motion, warp
+from .motion import carry_over
 from .weights import cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
@@ -370,8 +370,7 @@ class GanMocoPipeline(DiffusionPipeline):
             out = self.generator(x, code, stats=stats)
             previous = stats.used
             if motion_blend > 0 and last is not None and last[0].shape == x.shape:
-                theta = estimate_motion(last[0], x)
-                out = torch.lerp(out, warp(last[1], theta), motion_blend * agreement(last[0], x, theta))
+                out = carry_over(last[0], last[1], x, out, motion_blend)
             last = (x, out)
             result = to_pil(_toward(x, out, strength))
             yield _keep_colours(result, image) if preserve_color else result

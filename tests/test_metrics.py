@@ -204,4 +204,8 @@ def test_eval_video_section(tmp_path, examples, tiny_pipeline_dir):
     assert set(video) == {"pan", "zoom"} and video["pan"]["input"] == 0.0
     for motion in video.values():
         assert motion["per-frame"] > motion["input"] and motion["video"] > 0 and motion["video_frames_per_s"] > 0
+        # the video path moves the previous frame's texture with the scene: less flicker, as stylized
+        assert motion["video"] < motion["per-frame"]
+        for key in ("gram_distance", "colour_histogram_distance"):
+            assert motion[f"video {key}"] > 0 and motion[f"per-frame {key}"] > 0
     assert "| pan | 0.00 |" in (out / "metrics.md").read_text()

@@ -83,3 +83,25 @@ def test_video_encodes_styles_once_at_any_strength(tiny_pipeline_dir, examples):
     assert all(
         np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1 for a, b in zip(still, frames, strict=True)
     )
+
+
+def test_camera_motion_is_recovered_and_occlusions_are_found(examples):
+    import torch
+
+    from ganmoco.data import load_image, to_tensor
+    from ganmoco.evaluate import motion_clip
+    from ganmoco.motion import IDENTITY, agreement, estimate_motion, warp
+
+    photo = load_image(examples / "castle_chambord.jpg")
+    pan = [to_tensor(f) for f in motion_clip(photo, "pan", 2, (320, 180), 3.0)]
+    theta = estimate_motion(*pan)
+    assert abs(theta[0, 0, 2].item() - 3 * 2 / 320) < 1e-3 and abs(theta[0, 1, 2].item()) < 1e-3
+    zoom = [to_tensor(f) for f in motion_clip(photo, "zoom", 2, (320, 180), 1.02)]
+    theta = estimate_motion(*zoom)
+    assert abs(theta[0, 0, 0].item() - 1 / 1.02) < 2e-3 and abs(theta[0, 1, 1].item() - 1 / 1.02) < 2e-3
+    assert (warp(zoom[0], theta) - zoom[1]).abs().mean() < 0.3 * (zoom[0] - zoom[1]).abs().mean()
+    assert torch.equal(estimate_motion(pan[0], pan[0]), IDENTITY)
+    covered = pan[1].clone()
+    covered[..., 60:120, 100:200] = 1.0  # something new in the second frame
+    trust = agreement(pan[0], covered, estimate_motion(pan[0], pan[1]))
+    assert trust[..., 70:110, 110:190].mean() < 0.1 and trust[..., 10:50, 20:80].mean() > 0.8
