@@ -9,7 +9,7 @@ Each step function returns (loss_G, fake, code, real, raw terms): the discrimina
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from accelerate.utils import extract_model_from_parallel
@@ -25,24 +25,45 @@ INCEPTION_STYLE_LAYERS = ("Mixed_5d", "Mixed_6e")
 GRAM_SCALE, FEATURE_SCALE = 1e-3, 1e-3
 
 
+def _weight(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class LossWeights:
-    """Every weight of the mixed loss, made once from the training arguments (whose defaults these are)."""
+    """Every weight of the mixed loss, made once from the training arguments: each field is a flag of
+    train/train.py, with its default and its --help here (one home)."""
 
-    lambda_adv: float = 0.1  # L_GAN (0: no discriminator is trained)
-    alpha_style: float = 1.0  # L_style
-    beta_fusion: float = 1.0  # L_fusion
-    gamma_feature: float = 1.0  # L_feature (0: no VGG pass on fusion batches)
-    lambda_tv: float = 0.05  # total variation
-    delta_upscale: float = 1.0  # L_upscale: L1 to the high-res photo, x2 and x4
-    upscale_ssim_weight: float = 0.1  # 1 - SSIM inside L_upscale
-    vgg_meanstd_weight: float = 0.0  # share of L_style from VGG feature mean/std (beside Gram matrices)
-    inception_style_weight: float = 0.0  # share of L_style from Inception mean/std
-    fusion_reference_weight: float = 1.0  # in L_fusion: distance to a synthetic pair's clean photo
-    fusion_unsupervised_weight: float = 1.0  # in L_fusion: intensity, gradient, SSIM to the sources
-    teacher_weight: float = 0.0  # L_teacher: L1 to the frozen starting network's stylization
-    temporal_weight: float = 0.0  # L_temporal: G(moved content) = moved G(content), for steady video
-    gan_loss: str = "hinge"
+    lambda_adv: float = _weight(0.1, "weight of L_GAN (0: no discriminator is trained)")
+    alpha_style: float = _weight(1.0, "weight of L_style")
+    beta_fusion: float = _weight(1.0, "weight of L_fusion")
+    gamma_feature: float = _weight(1.0, "weight of L_feature (0: no VGG pass on fusion batches)")
+    lambda_tv: float = _weight(0.05, "weight of the total-variation term")
+    delta_upscale: float = _weight(1.0, "weight of L_upscale (L1 to the high-res photo, x2 and x4)")
+    upscale_ssim_weight: float = _weight(0.1, "weight of 1 - SSIM inside L_upscale")
+    vgg_meanstd_weight: float = _weight(
+        0.0, "share of L_style from the mean and std of VGG features (AdaIN's style loss; beside Gram matrices)"
+    )
+    inception_style_weight: float = _weight(
+        0.0, "share of L_style from Inception mean-std statistics (beside VGG Gram matrices)"
+    )
+    fusion_reference_weight: float = _weight(
+        1.0, "weight in L_fusion of the distance to the clean photo a synthetic pair was made from (0: off)"
+    )
+    fusion_unsupervised_weight: float = _weight(
+        1.0, "weight in L_fusion of the unsupervised terms (intensity, gradient, SSIM to the sources)"
+    )
+    teacher_weight: float = _weight(
+        0.0,
+        "weight of L_teacher: L1 distance of a stylization to the frozen starting network's (logged as 'teacher'; "
+        "0: off). Keeps a fine-tune of a pretrained network anchored",
+    )
+    temporal_weight: float = _weight(
+        0.0,
+        "weight of L_temporal on style batches: a content moved by up to 3 px (and noised) must stylize to the "
+        "moved stylization (logged as 'temporal'; 0: off)",
+    )
+    gan_loss: str = _weight("hinge", "adversarial loss")
 
     @classmethod
     def from_args(cls, args) -> LossWeights:

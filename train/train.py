@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -44,7 +45,6 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    W = LossWeights  # the loss weights' defaults live there
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--content_dir", required=True, help="folder of photos (searched recursively)")
@@ -101,66 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     loss = p.add_argument_group(
         "loss weights: L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV"
     )
-    loss.add_argument(
-        "--lambda_adv", type=float, default=W.lambda_adv, help="weight of L_GAN (0: no discriminator is trained)"
-    )
-    loss.add_argument("--alpha_style", type=float, default=W.alpha_style, help="weight of L_style")
-    loss.add_argument("--beta_fusion", type=float, default=W.beta_fusion, help="weight of L_fusion")
-    loss.add_argument(
-        "--gamma_feature",
-        type=float,
-        default=W.gamma_feature,
-        help="weight of L_feature (0: no VGG pass on fusion batches)",
-    )
-    loss.add_argument("--lambda_tv", type=float, default=W.lambda_tv, help="weight of the total-variation term")
-    loss.add_argument(
-        "--delta_upscale",
-        type=float,
-        default=W.delta_upscale,
-        help="weight of L_upscale (L1 to the high-res photo, x2 and x4)",
-    )
-    loss.add_argument(
-        "--upscale_ssim_weight", type=float, default=W.upscale_ssim_weight, help="weight of 1 - SSIM inside L_upscale"
-    )
-    loss.add_argument(
-        "--vgg_meanstd_weight",
-        type=float,
-        default=W.vgg_meanstd_weight,
-        help="share of L_style from the mean and std of VGG features (AdaIN's style loss; beside Gram matrices)",
-    )
-    loss.add_argument(
-        "--inception_style_weight",
-        type=float,
-        default=W.inception_style_weight,
-        help="share of L_style from Inception mean-std statistics (beside VGG Gram matrices)",
-    )
-    loss.add_argument(
-        "--fusion_reference_weight",
-        type=float,
-        default=W.fusion_reference_weight,
-        help="weight in L_fusion of the distance to the clean photo a synthetic pair was made from (0: off)",
-    )
-    loss.add_argument(
-        "--fusion_unsupervised_weight",
-        type=float,
-        default=W.fusion_unsupervised_weight,
-        help="weight in L_fusion of the unsupervised terms (intensity, gradient, SSIM to the sources)",
-    )
-    loss.add_argument(
-        "--teacher_weight",
-        type=float,
-        default=W.teacher_weight,
-        help="weight of L_teacher: L1 distance of a stylization to the frozen starting network's (logged as "
-        "'teacher'; 0: off). Keeps a fine-tune of a pretrained network anchored",
-    )
-    loss.add_argument(
-        "--temporal_weight",
-        type=float,
-        default=W.temporal_weight,
-        help="weight of L_temporal on style batches: a content moved by up to 3 px (and noised) must stylize to "
-        "the moved stylization (logged as 'temporal'; 0: off)",
-    )
-    loss.add_argument("--gan_loss", choices=sorted(losses.ADVERSARIAL), default=W.gan_loss, help="adversarial loss")
+    for weight in fields(LossWeights):  # defaults and help live with the weights
+        kind = {"choices": sorted(losses.ADVERSARIAL)} if weight.name == "gan_loss" else {"type": float}
+        loss.add_argument(f"--{weight.name}", default=weight.default, help=weight.metadata["help"], **kind)
     train = p.add_argument_group("training")
     train.add_argument(
         "--output_dir", required=True, help="folder for checkpoints, samples, logs and the final pipeline"
