@@ -113,12 +113,14 @@ class GanMocoPipeline(DiffusionPipeline):
         diffusers_logging.disable_progress_bar()
         try:
             pipe = super().from_pretrained(local, **kwargs)
-        except ValueError as err:
-            if "expected shape" not in str(err) and "missing" not in str(err).lower():
+        except (ValueError, RuntimeError) as err:  # diffusers: ValueError, or RuntimeError without low_cpu_mem_usage
+            text = str(err)
+            if not any(key in text for key in ("expected shape", "size mismatch")) and "missing" not in text.lower():
                 raise
+            first = next((line.strip() for line in text.splitlines() if "mismatch" in line), text.split(". ")[0])
             raise ModelLoadError(
                 f"the weights in {local} do not fit its config.json (a model saved by an older ganmoco, whose "
-                f"fusion head differs?): {str(err).split('. ')[0]}"
+                f"fusion head differs?): {first}"
             ) from None
         finally:
             if was_enabled:
@@ -127,6 +129,10 @@ class GanMocoPipeline(DiffusionPipeline):
         pipe.style_encoder.eval()
         pipe._stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16}.get(stored_dtype, torch.float32)
         pipe._upscaler_trained = has_upscaler
+        if not has_upscaler and pipe.generator.upscaler is not None:
+            with torch.no_grad():  # whatever loading left there: zeros, i.e. exactly bicubic, never stale memory
+                for param in pipe.generator.upscaler.parameters():
+                    param.zero_()
         return pipe
 
     # -- style codes ---------------------------------------------------------------------------------

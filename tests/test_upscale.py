@@ -172,3 +172,19 @@ def test_training_pairs_are_degraded_low_res_copies_of_the_photo(examples):
     assert not torch.equal(dataset[(1, 0)][2], low4)
     with pytest.raises(ValueError, match="divisible by 4"):
         UpscaleDataset([examples / "castle_chambord.jpg"], 90, seed=0)
+
+
+def test_a_model_saved_before_the_head_loads_stylizes_and_says_it_cannot_upscale(tiny_pipeline_dir, examples, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "old"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    weights = folder / "generator" / "diffusion_pytorch_model.safetensors"
+    save_file({k: v for k, v in load_file(weights).items() if not k.startswith("upscaler.")}, weights)
+    pipe = GanMocoPipeline.from_pretrained(folder)
+    assert all(not p.any() for p in pipe.generator.upscaler.parameters())  # zeros, never stale memory
+    assert pipe.stylize(examples / "bird_owl.jpg", examples / "van_gogh_bridge.jpg").size == (448, 299)
+    with pytest.raises(ValueError, match="without an upscaling head"):
+        pipe.upscale(examples / "bird_owl.jpg", scale=2)
