@@ -182,6 +182,7 @@ def evaluate_upscale(
     import time
 
     report, firsts = {}, {}
+    crops = list(upscale_crops(images, size))  # read once for every scale
     for scale in scales:
         methods = {
             "ganmoco": lambda im, s=scale: pipe.upscale(im, scale=s),
@@ -191,7 +192,6 @@ def evaluate_upscale(
         if reference:
             methods["esrgan-thick"] = baselines.EsrganThick(scale)
         rows: dict[str, list[dict]] = {name: [] for name in methods}
-        crops = list(upscale_crops(images, size))
         for index, (name, high) in enumerate(tqdm(crops, desc=f"eval upscale x{scale}", unit="image")):
             low = high.resize((high.width // scale, high.height // scale), Image.BICUBIC)
             for method, upscale in methods.items():

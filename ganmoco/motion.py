@@ -22,12 +22,15 @@ def _grey(x: torch.Tensor, width: int) -> torch.Tensor:
     return F.interpolate(x.float().mean(1, keepdim=True), size=size, mode="area")
 
 
+def _grid(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return F.affine_grid(theta.to(x.dtype), [x.shape[0], 1, *x.shape[-2:]], align_corners=False)
+
+
 def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """`x` sampled at the affine map `theta` (bilinear; outside the frame: its edge); the identity returns x."""
     if torch.equal(theta, IDENTITY.to(theta)):
         return x
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(x, _grid(theta, x), mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def estimate_motion(previous: torch.Tensor, current: torch.Tensor, widths=(48, 96), iters: int = 6) -> torch.Tensor:
@@ -62,17 +65,23 @@ def agreement(previous: torch.Tensor, current: torch.Tensor, theta: torch.Tensor
     """(1, 1, H, W) in [0, 1]: how well the previous frame, moved by `theta`, shows what the current frame shows
     (1 where it agrees within `tolerance` in [-1, 1] units, falling off beyond; 0 where it had to be invented
     at the border)."""
-    return _agreement(warp(previous, theta), current, theta, tolerance)
+    return _moved_and_trust(previous, current, theta, tolerance)[1]
 
 
-def _agreement(moved: torch.Tensor, current: torch.Tensor, theta: torch.Tensor, tolerance: float) -> torch.Tensor:
-    difference = (moved - current).abs().mean(1, keepdim=True)
-    trust = torch.exp(-((difference / tolerance) ** 2))
+def _moved_and_trust(
+    previous: torch.Tensor, current: torch.Tensor, theta: torch.Tensor, tolerance: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`previous` (any channels, its first three the frame) moved by `theta`, and the agreement of its frame with
+    `current`: one sampling grid for both."""
     if torch.equal(theta, IDENTITY.to(theta)):
-        return trust
-    grid = F.affine_grid(theta.to(current.dtype), [1, 1, *current.shape[-2:]], align_corners=False)
-    inside = (grid.abs() <= 1).all(-1)[:, None].to(current.dtype)
-    return trust * inside
+        moved, inside = previous, None
+    else:
+        grid = _grid(theta, current)
+        moved = F.grid_sample(previous, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        inside = (grid.abs() <= 1).all(-1)[:, None].to(current.dtype)
+    difference = (moved[:, :3] - current).abs().mean(1, keepdim=True)
+    trust = torch.exp(-((difference / tolerance) ** 2))
+    return moved, trust if inside is None else trust * inside
 
 
 def carry_over(
@@ -81,6 +90,6 @@ def carry_over(
     """`current_out` with the previous output, moved by the camera motion from `previous` to `current`, blended
     in with `weight` wherever the moved previous frame agrees with the current one. One warp for both."""
     theta = estimate_motion(previous, current)
-    moved = warp(torch.cat([previous, previous_out.to(previous.dtype)], dim=1), theta)
-    trust = _agreement(moved[:, :3], current, theta, tolerance=0.06)
+    stacked = torch.cat([previous, previous_out.to(previous.dtype)], dim=1)
+    moved, trust = _moved_and_trust(stacked, current, theta, tolerance=0.06)
     return torch.lerp(current_out, moved[:, 3:].to(current_out.dtype), weight * trust)

@@ -25,6 +25,7 @@ from .data import MAX_IMAGE_PIXELS, ImageError, ImageInput, load_image, load_mas
 from .models.generator import FUSION_TASKS, GanMocoGenerator, NormStats
 from .models.style_encoder import StyleEncoder
 from .motion import carry_over
+from .tiling import run_tiled, thumbnail
 from .weights import cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
@@ -106,8 +107,8 @@ class GanMocoPipeline(DiffusionPipeline):
         except (SafetensorError, OSError, IndexError) as err:
             raise ModelLoadError(f"{generator_weights} is not a readable safetensors file: {err}") from None
         has_upscaler = any(k.startswith("upscaler.") for k in keys)
-        if not has_upscaler:  # saved before the upscaling head existed: build one (bicubic), never empty memory
-            kwargs.setdefault("low_cpu_mem_usage", False)
+        if not has_upscaler:  # saved before the upscaling head existed: materialise one (the default path leaves
+            kwargs.setdefault("low_cpu_mem_usage", False)  # missing weights on the meta device), zeroed below
         # two small components: a loading bar is noise on stderr (the CLI promises one line on error)
         was_enabled = diffusers_logging.is_progress_bar_enabled()
         diffusers_logging.disable_progress_bar()
@@ -306,21 +307,15 @@ class GanMocoPipeline(DiffusionPipeline):
         # tiles start on the generator's stride grid (like the untiled image) and on the code map's
         grid = math.lcm(2**self.generator.config.num_downsamples, CODE_MAP_STRIDE)
         tile -= tile % grid
-        height, width = x.shape[-2:]
-        scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
-        thumbnail = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
-        out = torch.empty_like(x)
-        shared = self.generator.norm_stats(thumbnail, code)
+        shared = self.generator.norm_stats(thumbnail(x, THUMBNAIL_SIDE), code)
         m = CODE_MAP_STRIDE
-        for top in range(0, height, tile):
-            for left in range(0, width, tile):
-                bottom, right = min(top + tile, height), min(left + tile, width)
-                y0, x0 = max(0, top - TILE_MARGIN), max(0, left - TILE_MARGIN)
-                y1, x1 = min(height, bottom + TILE_MARGIN), min(width, right + TILE_MARGIN)
-                piece_code = code if code.ndim == 2 else code[..., y0 // m : -(-y1 // m), x0 // m : -(-x1 // m)]
-                piece = self.generator(x[..., y0:y1, x0:x1], piece_code, stats=NormStats(given=shared))
-                out[..., top:bottom, left:right] = piece[..., top - y0 : bottom - y0, left - x0 : right - x0]
-        return out
+
+        def run(piece, box):
+            y0, y1, x0, x1 = box  # a code map is at 1/8 scale: the same region of it
+            piece_code = code if code.ndim == 2 else code[..., y0 // m : -(-y1 // m), x0 // m : -(-x1 // m)]
+            return self.generator(piece, piece_code, stats=NormStats(given=shared))
+
+        return run_tiled(x, run, tile, TILE_MARGIN)
 
     def _regions(self, image, codes, w, mask, strength) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask shares (1, K, h, w) at 1/8 of the image, summing to 1, and the K codes they choose: the
@@ -458,22 +453,11 @@ class GanMocoPipeline(DiffusionPipeline):
     def _upscale_tiled(self, x: torch.Tensor, scale: int, tile: int) -> torch.Tensor:
         grid = 2**self.generator.config.num_downsamples  # tiles start on the encoder's stride grid, like the image
         tile, margin = max(grid, tile - tile % grid), -(-UPSCALE_MARGIN // grid) * grid
-        height, width = x.shape[-2:]
-        out = x.new_empty(1, 3, height * scale, width * scale)
-        thumb = min(1.0, THUMBNAIL_SIDE / max(height, width))
-        thumbnail = x if thumb == 1.0 else F.interpolate(x, scale_factor=thumb, mode="bilinear", antialias=True)
         # an encoder with norms normalises every tile by the whole image's statistics (none in the default model)
-        shared = self.generator.norm_stats(thumbnail)
-        for top in range(0, height, tile):
-            for left in range(0, width, tile):
-                bottom, right = min(top + tile, height), min(left + tile, width)
-                y0, x0 = max(0, top - margin), max(0, left - margin)
-                y1, x1 = min(height, bottom + margin), min(width, right + margin)
-                piece = self.generator(x[..., y0:y1, x0:x1], scale=scale, stats=NormStats(given=shared))
-                out[..., top * scale : bottom * scale, left * scale : right * scale] = piece[
-                    ..., (top - y0) * scale : (bottom - y0) * scale, (left - x0) * scale : (right - x0) * scale
-                ]
-        return out
+        shared = self.generator.norm_stats(thumbnail(x, THUMBNAIL_SIDE))
+        return run_tiled(
+            x, lambda piece, _: self.generator(piece, scale=scale, stats=NormStats(given=shared)), tile, margin, scale
+        )
 
 
 def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> None:

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..tiling import run_tiled
+
 
 def resample_upscale(image: Image.Image, scale: int, method: str = "bicubic") -> Image.Image:
     """The classic floor: `image` resized by `scale` with PIL's bicubic or Lanczos filter."""
@@ -66,17 +68,6 @@ class EsrganThick:
     @torch.inference_mode()
     def __call__(self, image: Image.Image) -> Image.Image:
         x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
-        s, tile, margin = self.scale, self.tile, 16
-        height, width = x.shape[-2:]
-        out = torch.empty(1, 3, height * s, width * s)
-        for top in range(0, height, tile):
-            for left in range(0, width, tile):
-                bottom, right = min(top + tile, height), min(left + tile, width)
-                y0, x0 = max(0, top - margin), max(0, left - margin)
-                y1, x1 = min(height, bottom + margin), min(width, right + margin)
-                piece = self.net(x[..., y0:y1, x0:x1])
-                out[..., top * s : bottom * s, left * s : right * s] = piece[
-                    ..., (top - y0) * s : (bottom - y0) * s, (left - x0) * s : (right - x0) * s
-                ]
+        out = run_tiled(x, lambda piece, _: self.net(piece), self.tile, 16, self.scale)  # 16 px > its receptive field
         arr = out[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
         return Image.fromarray(arr, "RGB")
