@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--motion-blend",
         type=float,
-        default=0.6,
+        default=0.8,
         help="weight of the previous stylized frame, moved by the estimated camera motion (0 = off)",
     )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")

@@ -84,12 +84,32 @@ def _moved_and_trust(
     return moved, trust if inside is None else trust * inside
 
 
+def _coarse(x: torch.Tensor, cell: int) -> torch.Tensor:
+    """`x` averaged over cells of `cell` px and brought back to full size smoothly: a cheap low-pass (a few ms at
+    640x360, where a 5x5 box blur costs ten)."""
+    return F.interpolate(F.avg_pool2d(x, cell, ceil_mode=True), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def keep_contrast(blended: torch.Tensor, reference: torch.Tensor, max_gain: float = 2.0) -> torch.Tensor:
+    """`blended` with its fine detail (what averaging over 4-px cells removes) scaled up, locally, to the detail
+    energy of `reference`: a blend of two unlike brush textures is flatter than either (its variance drops), and
+    that flattening is what made blended video frames look less painted. Only restores (gain in [1, max_gain])."""
+    both = torch.cat([blended, reference.to(blended.dtype)]).float()
+    detail = both - _coarse(both, 4)
+    energy = _coarse(detail.pow(2).mean(1, keepdim=True), 8)
+    b = blended.shape[0]
+    gain = (energy[b:] / (energy[:b] + 1e-6)).sqrt().clamp(1.0, max_gain)
+    return (blended + (detail[:b] * (gain - 1)).to(blended.dtype)).clamp(-1, 1)  # gain 1: blended, bit for bit
+
+
 def carry_over(
     previous: torch.Tensor, previous_out: torch.Tensor, current: torch.Tensor, current_out: torch.Tensor, weight: float
 ) -> torch.Tensor:
     """`current_out` with the previous output, moved by the camera motion from `previous` to `current`, blended
-    in with `weight` wherever the moved previous frame agrees with the current one. One warp for both."""
+    in with `weight` wherever the moved previous frame agrees with the current one (one warp for both), its
+    texture contrast then brought back to the current output's (keep_contrast)."""
     theta = estimate_motion(previous, current)
     stacked = torch.cat([previous, previous_out.to(previous.dtype)], dim=1)
     moved, trust = _moved_and_trust(stacked, current, theta, tolerance=0.06)
-    return torch.lerp(current_out, moved[:, 3:].to(current_out.dtype), weight * trust)
+    blended = torch.lerp(current_out, moved[:, 3:].to(current_out.dtype), weight * trust)
+    return keep_contrast(blended, current_out)

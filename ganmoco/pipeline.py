@@ -345,14 +345,15 @@ class GanMocoPipeline(DiffusionPipeline):
         strength: float = 1.0,
         preserve_color: bool = False,
         consistency: float = 0.9,
-        motion_blend: float = 0.6,
+        motion_blend: float = 0.8,
     ) -> Iterator[Image.Image]:
         """Stylize a sequence of frames, one forward pass each. Each frame is normalised with a running average
         of the frames' norm statistics (`consistency` is its momentum; 0 = every frame on its own), which
         steadies the global tone. The camera's motion since the previous frame is estimated (one affine map,
         ganmoco.motion), the previous stylized frame moved by it, and blended in with weight `motion_blend`
         wherever the moved previous frame shows what the new one shows, so that the painted texture moves with
-        the scene instead of being repainted every frame (0 = off)."""
+        the scene instead of being repainted every frame (0 = off); the blend's fine detail is then brought back
+        to the new frame's contrast, so that blended frames stay as painted as single ones."""
         if not 0.0 <= consistency < 1.0:
             raise ValueError(f"consistency must be in [0, 1), got {consistency}")
         if not 0.0 <= motion_blend < 1.0:

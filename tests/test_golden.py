@@ -23,11 +23,13 @@ def _small(name: str, size=(160, 120)) -> Image.Image:
 
 def outputs(pipe: GanMocoPipeline) -> dict:
     """Every path a refactor could touch, as name -> call: whole and tiled stylization, a blend at half strength
-    with a mask, video frames with running statistics, fusion and upscaling."""
+    with a mask, video frames with running statistics, video frames carried over along the camera motion, fusion
+    and upscaling."""
     photo, style = _small("castle_chambord.jpg"), _small("van_gogh_starry_night.jpg", (128, 128))
     second = _small("van_gogh_bridge.jpg", (128, 128))
     mask = Image.linear_gradient("L").resize(photo.size)
     frames = [photo.rotate(angle) for angle in (0, 1, 2)]
+    panned = [photo.crop((3 * i, 0, 3 * i + 128, 96)) for i in range(3)]
     return {
         "stylize": lambda: [pipe.stylize(photo, style)],
         "stylize_tiled": lambda: [pipe.stylize(photo, style, tile=64)],
@@ -37,6 +39,7 @@ def outputs(pipe: GanMocoPipeline) -> dict:
         "fuse": lambda: [pipe.fuse([_small("focus_near.jpg"), _small("focus_far.jpg")])],
         "upscale_x4": lambda: [pipe.upscale(_small("bird_owl.jpg", (64, 48)), scale=4)],
         "video_frame": lambda: list(pipe.stylize_frames(frames, style, consistency=0.9, motion_blend=0.0)),
+        "video_motion": lambda: list(pipe.stylize_frames(panned, style)),  # carried over, contrast kept
     }
 
 
@@ -46,7 +49,7 @@ def pipe():
 
 
 @pytest.mark.parametrize(
-    "name", ["stylize", "stylize_tiled", "stylize_blend_mask", "fuse", "upscale_x4", "video_frame"]
+    "name", ["stylize", "stylize_tiled", "stylize_blend_mask", "fuse", "upscale_x4", "video_frame", "video_motion"]
 )
 def test_bundled_model_outputs_are_unchanged(pipe, name):
     for i, image in enumerate(outputs(pipe)[name]()):

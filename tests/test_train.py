@@ -463,6 +463,24 @@ def test_fusion_head_only_keeps_the_style_path(tiny_data, tiny_configs, tiny_pip
     assert all(torch.equal(before[k], after[k]) for k in before if k not in head)
 
 
+def test_style_decoder_only_keeps_encoder_fusion_and_upscaling(tiny_data, tiny_configs, tiny_pipeline_dir, tmp_path):
+    """--train_style_decoder_only with the temporal term: the residual trunk and decoder learn; the encoder that
+    the fusion and upscaling heads read, and those heads, stay bit for bit; a second "only" flag is refused."""
+    init, out = tmp_path / "init", tmp_path / "run"
+    GanMocoPipeline.from_pretrained(tiny_pipeline_dir).save_pretrained(init)
+    args = _args(tiny_data, tiny_configs, out, "--init_from", init, "--train_style_decoder_only")
+    args += ["--fusion_ratio", "0", "--upscale_ratio", "0", "--max_train_steps", "2", "--learning_rate", "1e-2"]
+    r = _train(args + ["--ema_decay", "0", "--lambda_adv", "0", "--temporal_weight", "1", "--teacher_weight", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    before, after = _generator_weights(init), _generator_weights(out)
+    trained = [k for k in before if k.startswith(("trunk.", "decoder.", "to_rgb."))]
+    assert trained and any(not torch.equal(before[k], after[k]) for k in trained)
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in trained)
+    r = _train(args + ["--train_fusion_head_only"])
+    assert r.returncode != 0
+    assert "--train_fusion_head_only and --train_style_decoder_only exclude each other" in r.stderr
+
+
 def test_help_shows_every_default():
     r = subprocess.run([sys.executable, str(TRAIN), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0

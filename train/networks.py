@@ -56,6 +56,9 @@ def _from_config(cls, path):
     return cls.from_config(config)
 
 
+ONLY_FLAGS = ("train_fusion_head_only", "train_upscale_head_only", "train_style_decoder_only")
+
+
 def build_networks(args, device):
     """(G, E, D, teacher, (vgg, inception)) with the parts that train switched on, the rest frozen."""
     if args.init_from == "magenta":
@@ -79,8 +82,9 @@ def build_networks(args, device):
     E.trunk.requires_grad_(args.train_style_trunk)
     if args.freeze_style_encoder:
         E.requires_grad_(False)
-    if args.train_fusion_head_only and args.train_upscale_head_only:
-        raise SystemExit("error: --train_fusion_head_only and --train_upscale_head_only exclude each other")
+    only = [f"--{name}" for name in ONLY_FLAGS if getattr(args, name)]
+    if len(only) > 1:
+        raise SystemExit(f"error: {' and '.join(only)} exclude each other")
     if args.train_fusion_head_only:
         G.requires_grad_(False)
         G.fusion.requires_grad_(True)
@@ -92,6 +96,10 @@ def build_networks(args, device):
             raise SystemExit("error: --train_upscale_head_only needs a generator with upscale_scales in its config")
         G.requires_grad_(False)
         G.upscaler.requires_grad_(True)
+    if args.train_style_decoder_only:
+        G.requires_grad_(False)
+        for part in (G.trunk, G.decoder, G.to_rgb):
+            part.requires_grad_(True)
     teacher = None
     if args.teacher_weight > 0:  # the starting networks, frozen
         teacher = tuple(copy.deepcopy(m).requires_grad_(False).eval().to(device) for m in (G, E))

@@ -98,6 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train only the generator's super-resolution head: style transfer and fusion stay exactly as they "
         "start (e.g. with --init_from a fine-tuned model and --upscale_ratio 1)",
     )
+    model.add_argument(
+        "--train_style_decoder_only",
+        action="store_true",
+        help="train only the generator's residual trunk and decoder: the encoder that the fusion and upscaling heads "
+        "read stays as it starts, so fusion and upscaling do too (e.g. a --temporal_weight fine-tune with "
+        "--fusion_ratio 0 --upscale_ratio 0)",
+    )
     loss = p.add_argument_group(
         "loss weights: L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV"
     )
