@@ -105,3 +105,26 @@ def test_camera_motion_is_recovered_and_occlusions_are_found(examples):
     covered[..., 60:120, 100:200] = 1.0  # something new in the second frame
     trust = agreement(pan[0], covered, estimate_motion(pan[0], pan[1]))
     assert trust[..., 70:110, 110:190].mean() < 0.1 and trust[..., 10:50, 20:80].mean() > 0.8
+
+
+def test_keep_contrast_restores_what_a_blend_of_two_textures_flattens(examples):
+    """Blending two unlike brush textures halves their detail energy; keep_contrast brings it back to the new
+    frame's, leaves the coarse picture as it was, and changes nothing where nothing was lost."""
+    import torch
+
+    from ganmoco.data import load_image, to_tensor
+    from ganmoco.motion import keep_contrast
+
+    photo = to_tensor(load_image(examples / "van_gogh_starry_night.jpg").resize((192, 128)))
+    other = photo.roll((5, 7), dims=(2, 3))  # the same kind of texture, not aligned with it
+    blended = torch.lerp(photo, other, 0.5)
+
+    def detail(x):
+        return (x - torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)).std()
+
+    kept = keep_contrast(blended, photo)
+    assert detail(blended) < 0.8 * detail(photo)
+    assert abs(detail(kept) / detail(photo) - 1) < 0.15
+    coarse = torch.nn.functional.avg_pool2d
+    assert (coarse(kept, 16) - coarse(blended, 16)).abs().mean() < 0.02
+    assert torch.equal(keep_contrast(photo, photo), photo)
