@@ -280,11 +280,10 @@ def evaluate_video(pipe, images: list[Path], style: Path, frames: int = 12, size
     scorer = metrics.StyleMetrics()
     style_t = to_tensor(fit_within(load_image(style), 512))
     f_style = scorer.vgg(style_t)
-    style_keys = ("gram_distance", "mean_std_distance", "colour_histogram_distance")
 
     def stylized(clip) -> dict[str, float]:
-        rows = [scorer(to_tensor(f), to_tensor(f), style_t, f_style=f_style) for f in clip[::3]]
-        return {k: float(np.mean([r[k] for r in rows])) for k in style_keys}
+        rows = [scorer.style_distances(to_tensor(f), style_t, f_style=f_style) for f in clip[::3]]
+        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
     steps = {"pan": 3.0, "zoom": 1.01}
     report = {}
@@ -304,7 +303,7 @@ def evaluate_video(pipe, images: list[Path], style: Path, frames: int = 12, size
             rows["video style"].append(stylized(video))
         report[motion] = {name: float(np.mean(rows[name])) for name in ("input", "per-frame", "video")}
         for path_name in ("per-frame", "video"):
-            for key in style_keys:
+            for key in rows[f"{path_name} style"][0]:
                 report[motion][f"{path_name} {key}"] = float(np.mean([r[key] for r in rows[f"{path_name} style"]]))
         report[motion]["video_frames_per_s"] = len(images) * frames / seconds
     return report

@@ -147,10 +147,25 @@ class StyleMetrics:
         (an evaluation scores every method against the same images)."""
         f_out = self.vgg(output)
         f_content = self.vgg(content) if f_content is None else f_content
-        f_style = self.vgg(style) if f_style is None else f_style
         return {
             "content_distance": content_distance(f_out, f_content),
             "ssim": structure_ssim(output, content),
+            **self.style_distances(output, style, f_out=f_out, f_style=f_style),
+        }
+
+    @torch.no_grad()
+    def style_distances(
+        self,
+        output: torch.Tensor,
+        style: torch.Tensor,
+        f_out: dict[str, torch.Tensor] | None = None,
+        f_style: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """How far `output` is from `style` alone (no content needed, e.g. video frames): Gram, mean/std and
+        colour-histogram distances."""
+        f_out = self.vgg(output) if f_out is None else f_out
+        f_style = self.vgg(style) if f_style is None else f_style
+        return {
             "gram_distance": gram_distance(f_out, f_style),
             "mean_std_distance": mean_std_distance(f_out, f_style),
             "colour_histogram_distance": colour_histogram_distance(output, style),

@@ -56,7 +56,12 @@ def _from_config(cls, path):
     return cls.from_config(config)
 
 
-ONLY_FLAGS = ("train_fusion_head_only", "train_upscale_head_only", "train_style_decoder_only")
+# each "--train_..._only" flag: the generator parts it trains (every other generator weight stays as it starts)
+ONLY_PARTS = {
+    "train_fusion_head_only": ("fusion", "task_codes"),
+    "train_upscale_head_only": ("upscaler",),
+    "train_style_decoder_only": ("trunk", "decoder", "to_rgb"),
+}
 
 
 def build_networks(args, device):
@@ -82,24 +87,17 @@ def build_networks(args, device):
     E.trunk.requires_grad_(args.train_style_trunk)
     if args.freeze_style_encoder:
         E.requires_grad_(False)
-    only = [f"--{name}" for name in ONLY_FLAGS if getattr(args, name)]
+    only = [name for name in ONLY_PARTS if getattr(args, name)]
     if len(only) > 1:
-        raise SystemExit(f"error: {' and '.join(only)} exclude each other")
-    if args.train_fusion_head_only:
-        G.requires_grad_(False)
-        G.fusion.requires_grad_(True)
-        G.task_codes.requires_grad_(True)
+        raise SystemExit(f"error: {' and '.join('--' + name for name in only)} exclude each other")
     if args.upscale_ratio > 0 and G.upscaler is None:
         raise SystemExit("error: --upscale_ratio > 0 needs a generator with upscale_scales in its config")
-    if args.train_upscale_head_only:
-        if G.upscaler is None:
-            raise SystemExit("error: --train_upscale_head_only needs a generator with upscale_scales in its config")
+    if args.train_upscale_head_only and G.upscaler is None:
+        raise SystemExit("error: --train_upscale_head_only needs a generator with upscale_scales in its config")
+    for name in only:
         G.requires_grad_(False)
-        G.upscaler.requires_grad_(True)
-    if args.train_style_decoder_only:
-        G.requires_grad_(False)
-        for part in (G.trunk, G.decoder, G.to_rgb):
-            part.requires_grad_(True)
+        for part in ONLY_PARTS[name]:
+            getattr(G, part).requires_grad_(True)
     teacher = None
     if args.teacher_weight > 0:  # the starting networks, frozen
         teacher = tuple(copy.deepcopy(m).requires_grad_(False).eval().to(device) for m in (G, E))

@@ -113,7 +113,7 @@ def write_model_card(output_dir: Path, counts: dict, steps: int, match_colors: b
         generator_trained = "fusion head and task codes only"
     elif args["train_upscale_head_only"]:
         generator_trained = "upscaling head only"
-    elif args.get("train_style_decoder_only"):
+    elif args["train_style_decoder_only"]:
         generator_trained = "residual trunk and decoder only (encoder, fusion and upscaling heads frozen)"
     else:
         generator_trained = "all"
