@@ -112,6 +112,7 @@ def stylize(
     style3_weight=1.0,
     style4=None,
     style4_weight=1.0,
+    stroke_scale="auto",
     progress=gr.Progress(),
 ):
     progress(0.1, desc="reading images")
@@ -133,11 +134,12 @@ def stylize(
         region = region.resize(content.size, Image.BILINEAR)
     elif mask is not None:
         region = _image(mask, "mask").convert("L")
+    scale = stroke_scale if stroke_scale in (None, "auto") else float(stroke_scale)
     progress(0.3, desc="stylizing")
     try:
         if region is not None and split_styles and len(styles) > 1:
             # style 1 inside the mask, the weighted blend of the others outside
-            outside = pipeline().blend_codes(styles[1:], weights[1:])
+            outside = pipeline().blend_codes(styles[1:], weights[1:], scale or "auto")
             styles, weights = [first, outside], None
             region = [region, ImageOps.invert(region)]
         return pipeline().stylize(
@@ -147,6 +149,7 @@ def stylize(
             strength=float(strength),
             preserve_color=bool(preserve_color),
             mask=region,
+            style_scale=scale or "auto",
         )
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
@@ -270,6 +273,12 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                                 extra.append(gr.Slider(0, 1, value=1.0, step=0.05, label=f"Weight of style {i}"))
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="strength")
                     preserve = gr.Checkbox(label="Preserve the photo's colours")
+                    stroke = gr.Radio(
+                        ["auto", "1", "1.5", "2"],
+                        value="auto",
+                        label="Stroke scale: how large strokes and patterns are painted (auto: chosen per style)",
+                        elem_id="stroke-scale",
+                    )
                     with gr.Accordion("Mask: where the style goes", open=False):
                         painted = gr.ImageEditor(
                             label="Paint over the photo where the style goes",
@@ -306,7 +315,7 @@ def build_demo(presets: list[str]) -> gr.Blocks:
             content.change(_editor_canvas, content, painted)
             run.click(
                 stylize,
-                [content, style, strength, preserve, mask, size, preset, painted, split, style_weight, *extra],
+                [content, style, strength, preserve, mask, size, preset, painted, split, style_weight, *extra, stroke],
                 out,
                 api_name="stylize",
             )

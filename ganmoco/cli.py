@@ -54,6 +54,24 @@ def _load_pipeline(model: str | None):
     return GanMocoPipeline.from_pretrained(model)
 
 
+def _style_scale(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected "auto" or a number, got {text!r}') from None
+
+
+def _style_scale_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--style-scale",
+        type=_style_scale,
+        default="auto",
+        help='how large strokes and patterns are painted: "auto" (per style, the default), 1, 1.5, 2 ...',
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ganmoco", description="GAN-MoCo style transfer and image fusion")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -67,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="0 = content unchanged, 1 = full style")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
     p.add_argument("--mask", action="append", help="mask image (white = styled); one, or one per --style")
+    _style_scale_option(p)
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
 
@@ -86,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
     p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
+    _style_scale_option(p)
     p.add_argument(
         "--model",
         help="pipeline folder (default: the bundled model); the preset goes in its presets/ (the bundled model's: "
@@ -107,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.8,
         help="weight of the previous stylized frame, moved by the estimated camera motion (0 = off)",
     )
+    _style_scale_option(p)
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov)")
@@ -265,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "save-preset":
         _check_weights(args.weights, len(args.style), "--style images")
         styles = [load_image(s) for s in args.style]
-        print(_load_pipeline(args.model).save_preset(args.name, styles, args.weights))
+        print(_load_pipeline(args.model).save_preset(args.name, styles, args.weights, style_scale=args.style_scale))
         return 0
     if args.command == "video":
         return _video(args)
@@ -288,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
             strength=args.strength,
             preserve_color=args.preserve_color,
             mask=None if not masks else (masks[0] if len(masks) == 1 else masks),
+            style_scale=args.style_scale,
         )
     elif args.command == "upscale":
         result = _load_pipeline(args.model).upscale(load_image(args.input), scale=args.scale)
@@ -323,6 +345,7 @@ def _video(args) -> int:
         preserve_color=args.preserve_color,
         consistency=args.consistency,
         motion_blend=args.motion_blend,
+        style_scale=args.style_scale,
         progress=lambda frames, total: tqdm(frames, total=total, unit="frame", desc="stylizing"),
     )
     print(out)

@@ -161,6 +161,20 @@ def teacher_loss(output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Te
     return (output.float() - teacher_output.float()).abs().mean()
 
 
+def colour_loss(output: torch.Tensor, style: torch.Tensor, projections: int = 32) -> torch.Tensor:
+    """L_colour = the sliced Wasserstein-1 distance between the RGB colours of each output and its style image:
+    both sets of pixels projected on `projections` random directions of colour space, sorted, compared quantile
+    by quantile. It matches the whole colour distribution (where Gram and mean/std terms see feature
+    statistics), and ignores where the colours are. Images of different sizes compare by quantiles."""
+    x, y = output.float().flatten(2), style.float().flatten(2)  # (B, 3, N), (B, 3, M)
+    directions = F.normalize(torch.randn(3, projections, device=x.device), dim=0)
+    px = torch.einsum("bcn,cp->bpn", x, directions).sort(dim=-1).values
+    py = torch.einsum("bcn,cp->bpn", y, directions).sort(dim=-1).values
+    if py.shape[-1] != px.shape[-1]:
+        py = F.interpolate(py, size=px.shape[-1], mode="linear", align_corners=True)
+    return (px - py).abs().mean()
+
+
 def upscale_loss(output: torch.Tensor, target: torch.Tensor, w_ssim: float = 0.0) -> torch.Tensor:
     """L_upscale = mean |SR - HR| + w_ssim (1 - SSIM(SR, HR)), on [0, 1] images: the PSNR-oriented
     super-resolution term (L1 converges to sharper results than L2, Lim et al. 2017)."""

@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .cpu import tune_allocator
-from .data import MAX_IMAGE_PIXELS, ImageError, ImageInput, load_image, load_mask, to_pil, to_tensor
+from .data import MAX_IMAGE_PIXELS, ImageError, ImageInput, fit_within, load_image, load_mask, to_pil, to_tensor
 from .models.generator import FUSION_TASKS, GanMocoGenerator, NormStats
 from .models.style_encoder import StyleEncoder
 from .motion import carry_over
@@ -42,6 +42,9 @@ UPSCALE_MARGIN = 32  # input pixels: more than the upscaling head's receptive-fi
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 MIN_STYLE_SIDE = 32  # a style image must show some strokes: a 1x1 or an 8-px strip has no style to give
+STYLE_SCALES = (1.0, 1.5)  # the stroke sizes style_scale="auto" chooses between (StyleEncoder.forward's scale)
+SCALE_PROBE = DEFAULT_MODEL.parent / "examples" / "castle_chambord.jpg"  # the photo the choice paints
+SCALE_PROBE_SIDE = 384
 
 
 class ModelLoadError(OSError):
@@ -67,7 +70,7 @@ class GanMocoPipeline(DiffusionPipeline):
                 f"{style_encoder.config.code_dim}"
             )
         self.register_modules(generator=generator, style_encoder=style_encoder)
-        self._style_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._style_cache: OrderedDict[tuple, torch.Tensor | float] = OrderedDict()
         # guards the cache's bookkeeping only: the generator is a pure function, so calls may run concurrently
         self._cache_lock = threading.Lock()
         tune_allocator()  # large activations from the heap, not fresh pages (see ganmoco/cpu.py)
@@ -139,11 +142,15 @@ class GanMocoPipeline(DiffusionPipeline):
     # -- style codes ---------------------------------------------------------------------------------
 
     @torch.no_grad()  # not inference mode: cached codes may meet autograd later
-    def style_code(self, style: ImageInput | torch.Tensor) -> torch.Tensor:
+    def style_code(self, style: ImageInput | torch.Tensor, style_scale: float | str = "auto") -> torch.Tensor:
         """The (1, d) style code of one image (cached by pixel content); a code passes through.
 
         d = generator.style_code_dim: the style encoder's code, then (with match_colors) the image's colour
-        statistics, so that blends, strength and masks mix both linearly."""
+        statistics, so that blends, strength and masks mix both linearly.
+        style_scale: how large the style's strokes and patterns are painted (1 = as the encoder sees the style
+            at 256 px on its shorter side; 1.5 = half as large again). "auto" picks, per style, the one of
+            STYLE_SCALES at which a painted photo's features have the statistics of the style's own
+            (`auto_style_scale`): repeating patterns and textures mostly get 1.5, paintings 1."""
         if isinstance(style, torch.Tensor):
             if style.shape != (1, self.generator.style_code_dim):
                 raise ValueError(
@@ -156,24 +163,56 @@ class GanMocoPipeline(DiffusionPipeline):
                 f"a style image must be at least {MIN_STYLE_SIDE} px on its shorter side to carry a style, "
                 f"got {image.width}x{image.height}"
             )
-        return self._image_code(image)
+        if style_scale == "auto":
+            style_scale = self.auto_style_scale(image)
+        return self._image_code(image, _checked_style_scale(style_scale))
 
     @torch.no_grad()
-    def _image_code(self, image: Image.Image) -> torch.Tensor:
+    def auto_style_scale(self, style: ImageInput) -> float:
+        """The one of STYLE_SCALES at which this style, painted onto a bundled photo, gives features (the style
+        encoder's, at strides 4, 8 and 16) whose per-channel mean and std are nearest the style image's own
+        (cached). The generator paints a pattern smaller than the encoder sees it, so patterns often want the
+        larger scale; a painting's brushwork mostly does not."""
+        image = load_image(style)
+        return self._cached(("scale", _pixels_key(image)), lambda: self._pick_scale(image))
+
+    def _pick_scale(self, image: Image.Image) -> float:
+        encoder, dtype = self.style_encoder, self.generator.dtype
+        x = to_tensor(image).to(self.device, encoder.dtype)
+        target = encoder.feature_statistics(encoder.resized(x, SCALE_PROBE_SIDE / encoder.config.image_size))
+        probe = to_tensor(fit_within(load_image(SCALE_PROBE), SCALE_PROBE_SIDE)).to(self.device, dtype)
+
+        def miss(scale: float) -> float:
+            painted = self.generator(probe, self._image_code(image, scale)).to(encoder.dtype)
+            return sum(
+                float(F.mse_loss(mean, m) + F.mse_loss(std, s))
+                for (mean, std), (m, s) in zip(encoder.feature_statistics(painted), target, strict=True)
+            )
+
+        return min(STYLE_SCALES, key=miss)
+
+    def _image_code(self, image: Image.Image, scale: float = 1.0) -> torch.Tensor:
         """The (1, d) code of any image (a content's own code too, whatever its size), cached by pixels."""
-        key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
+
+        def encode():
+            x = to_tensor(image).to(self.device, self.style_encoder.dtype)
+            code = self.style_encoder(x, scale).to(self.generator.dtype)
+            return self.generator.style_code(code, x.to(self.generator.dtype))
+
+        return self._cached(("code", _pixels_key(image), scale), encode)
+
+    @torch.no_grad()
+    def _cached(self, key, compute):
         with self._cache_lock:
             if key in self._style_cache:
                 self._style_cache.move_to_end(key)
                 return self._style_cache[key]
-        x = to_tensor(image).to(self.device, self.style_encoder.dtype)
-        code = self.style_encoder(x).to(self.generator.dtype)
-        code = self.generator.style_code(code, x.to(self.generator.dtype))
-        with self._cache_lock:  # two calls may have encoded the same image: same code, either one is kept
-            self._style_cache[key] = code
+        value = compute()
+        with self._cache_lock:  # two calls may have computed the same thing: same value, either one is kept
+            self._style_cache[key] = value
             if len(self._style_cache) > _STYLE_CACHE_SIZE:
                 self._style_cache.popitem(last=False)
-        return code
+        return value
 
     # -- presets: saved style codes ("photo filters") ---------------------------------------------------
 
@@ -203,7 +242,12 @@ class GanMocoPipeline(DiffusionPipeline):
         return load_file(presets[name])["code"].to(self.device, self.style_encoder.dtype)
 
     def save_preset(
-        self, name: str, styles, weights: Sequence[float] | None = None, folder: str | os.PathLike | None = None
+        self,
+        name: str,
+        styles,
+        weights: Sequence[float] | None = None,
+        folder: str | os.PathLike | None = None,
+        style_scale: float | str = "auto",
     ) -> Path:
         """Save the (blended) code of `styles` as a preset in `folder` (default: this model folder's
         `presets/`; for the bundled model, the user's cache). `save_pretrained` carries presets along."""
@@ -215,7 +259,7 @@ class GanMocoPipeline(DiffusionPipeline):
         target.mkdir(parents=True, exist_ok=True)
         path = target / f"{name}.safetensors"
         save_file(
-            {"code": self.blend_codes(styles, weights).float().cpu().contiguous()},
+            {"code": self.blend_codes(styles, weights, style_scale).float().cpu().contiguous()},
             path,
             metadata={"name": name, "code_dim": str(self.generator.style_code_dim)},
         )
@@ -236,9 +280,11 @@ class GanMocoPipeline(DiffusionPipeline):
             for weights in folder.glob("*/diffusion_pytorch_model.safetensors"):
                 to_fp16(weights, weights)
 
-    def blend_codes(self, styles: Sequence[ImageInput], weights: Sequence[float] | None = None) -> torch.Tensor:
+    def blend_codes(
+        self, styles: Sequence[ImageInput], weights: Sequence[float] | None = None, style_scale: float | str = "auto"
+    ) -> torch.Tensor:
         """The (1, d) blend sum_i w_i z_i of the styles' codes, the weights normalised to sum to 1."""
-        codes = torch.cat([self.style_code(s) for s in styles])
+        codes = torch.cat([self.style_code(s, style_scale) for s in styles])
         return (_normalised(weights, len(styles)).to(codes)[:, None] * codes).sum(0, keepdim=True)
 
     # -- style transfer --------------------------------------------------------------------------------
@@ -253,6 +299,7 @@ class GanMocoPipeline(DiffusionPipeline):
         preserve_color: bool = False,
         mask: ImageInput | Sequence[ImageInput] | None = None,
         tile: int | bool | None = None,
+        style_scale: float | str = "auto",
     ) -> Image.Image:
         """Stylize `content` with one style or a weighted blend of several; returns an image of content's size.
 
@@ -264,6 +311,7 @@ class GanMocoPipeline(DiffusionPipeline):
             each goes; grey levels and the mask's edges blend softly.
         tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS, False never tiles. Tiles
             overlap by TILE_MARGIN and share one set of normalisation statistics, so there are no seams.
+        style_scale: how large the strokes and patterns are painted (see `style_code`); "auto" per style.
         """
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
         if not styles:
@@ -274,12 +322,12 @@ class GanMocoPipeline(DiffusionPipeline):
         if tile is None:
             tile = DEFAULT_TILE if image.width * image.height > AUTO_TILE_PIXELS else False
         if mask is None:
-            code = self.blend_codes(styles, weights)
+            code = self.blend_codes(styles, weights, style_scale)
             if strength < 1.0:
                 code = _toward(self._image_code(image), code, strength)
             out, styled = self._run(x, code, int(tile)), strength
         else:
-            codes = torch.cat([self.style_code(s) for s in styles])
+            codes = torch.cat([self.style_code(s, style_scale) for s in styles])
             share, region_codes = self._regions(image, codes, _normalised(weights, len(styles)), mask, strength)
             m = F.interpolate(share, size=x.shape[-2:], mode="bilinear", align_corners=False)
             styled = (1 - m[:, :1]) * strength  # the unstyled share (k = 0) keeps the content
@@ -346,6 +394,7 @@ class GanMocoPipeline(DiffusionPipeline):
         preserve_color: bool = False,
         consistency: float = 0.9,
         motion_blend: float = 0.8,
+        style_scale: float | str = "auto",
     ) -> Iterator[Image.Image]:
         """Stylize a sequence of frames, one forward pass each. Each frame is normalised with a running average
         of the frames' norm statistics (`consistency` is its momentum; 0 = every frame on its own), which
@@ -360,16 +409,19 @@ class GanMocoPipeline(DiffusionPipeline):
             raise ValueError(f"motion_blend must be in [0, 1), got {motion_blend}")
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
         strength = _checked_strength(strength)
-        code = self.blend_codes(styles, weights).to(self.generator.dtype)
+        code = self.blend_codes(styles, weights, style_scale).to(self.generator.dtype)
         previous = None  # the running statistics, carried from frame to frame
         last = None  # the previous frame and its stylization
+        device = self.device  # once: diffusers finds it by walking the modules (a millisecond a frame)
         for index, frame in enumerate(frames):
             image = load_image(frame)
-            x = to_tensor(image).to(self.device, self.generator.dtype)
+            x = to_tensor(image).to(device, self.generator.dtype)
             if index == 0 and strength < 1.0:  # the first frame's own code stands for the clip's: one encoding
                 code = _toward(self._image_code(image), code, strength)
             stats = NormStats(previous=previous, momentum=consistency)
-            out = self.generator(x, code, stats=stats)
+            # the generator answers in channels-last; the carry-over's full-frame filters run 2x faster on plain
+            # layout (same values)
+            out = self.generator(x, code, stats=stats).contiguous()
             previous = stats.used
             if motion_blend > 0 and last is not None and last[0].shape == x.shape:
                 out = carry_over(last[0], last[1], x, out, motion_blend)
@@ -489,6 +541,20 @@ def _toward(start: torch.Tensor, end: torch.Tensor, strength: float | torch.Tens
     if isinstance(strength, float | int) and strength == 1.0:
         return end
     return torch.lerp(start, end, strength)
+
+
+def _pixels_key(image: Image.Image) -> str:
+    return hashlib.sha1(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()
+
+
+def _checked_style_scale(style_scale) -> float:
+    try:
+        scale = float(style_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f'style_scale must be "auto" or a number in [0.25, 4], got {style_scale!r}') from None
+    if not 0.25 <= scale <= 4.0:  # also refuses NaN
+        raise ValueError(f'style_scale must be "auto" or a number in [0.25, 4], got {style_scale!r}')
+    return scale
 
 
 def _checked_strength(strength) -> float:

@@ -297,6 +297,8 @@ def test_more_styles_with_weights_and_a_painted_mask(app_module, examples, monke
     )
     photo = Image.open(content).convert("RGB")
     one = app_module.stylize(str(content), str(s1), progress=_no_progress)
+    larger = app_module.stylize(str(content), str(s1), stroke_scale="2", progress=_no_progress)  # larger strokes
+    assert larger.size == one.size and image_diff(larger, one) > 2.0
     three = app_module.stylize(
         str(content),
         str(s1),

@@ -116,3 +116,18 @@ def test_temporal_loss_is_zero_for_a_moving_scene_and_not_for_flicker():
     assert 0.05 < losses.temporal_loss(flicker, x, 0, 0) < 0.1
     with pytest.raises(ValueError, match="no overlap"):
         losses.temporal_loss(x, x, 40, 0, border=10)
+
+
+def test_colour_loss_compares_colour_distributions_not_places():
+    torch.manual_seed(0)
+    style = torch.rand(2, 3, 32, 32) * 2 - 1
+    shuffled = style.flatten(2)[..., torch.randperm(32 * 32)].view_as(style)  # same colours, other places
+    assert losses.colour_loss(shuffled, style) < 1e-5
+    bigger = torch.nn.functional.interpolate(style, scale_factor=2, mode="nearest")  # same colours, 4x the pixels
+    assert losses.colour_loss(bigger, style) < 0.02
+    tinted = (style + torch.tensor([0.3, 0.0, -0.3])[:, None, None]).clamp(-1, 1)
+    grey = style.mean(1, keepdim=True).expand_as(style)
+    assert losses.colour_loss(tinted, style) > 0.05 and losses.colour_loss(grey, style) > 0.05
+    out = grey.clone().requires_grad_()
+    losses.colour_loss(out, style).backward()
+    assert out.grad.abs().sum() > 0

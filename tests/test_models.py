@@ -3,9 +3,10 @@ import torch
 from safetensors.torch import load_file
 
 from ganmoco import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
+from ganmoco.data import load_image, to_tensor
 from ganmoco.models.generator import AdaptiveInstanceNorm, NormStats
 
-from .conftest import TINY_DISCRIMINATOR, TINY_GENERATOR, TINY_STYLE_ENCODER
+from .conftest import EXAMPLES, TINY_DISCRIMINATOR, TINY_GENERATOR, TINY_STYLE_ENCODER
 
 
 def _round_trip(model, tmp_path, *inputs, **kw):
@@ -231,6 +232,26 @@ def test_style_encoder_round_trip(tmp_path):
     assert a.shape == (2, 16) and torch.equal(a, b)
     with pytest.raises(ValueError, match="trunk_layer"):
         StyleEncoder(trunk_layer="fc")
+
+
+def test_style_encoder_keeps_the_aspect_ratio_and_scales():
+    """A style is seen at image_size on its shorter side, never squashed into a square: a square crop at that
+    size passes as it is (training), a wide painting keeps its shape, a long strip is squeezed to MAX_ASPECT,
+    and `scale` enlarges what the encoder sees (its effect on a trained model: test_pipeline)."""
+    from ganmoco.models.style_encoder import MAX_ASPECT
+
+    encoder = StyleEncoder(**TINY_STYLE_ENCODER).eval()  # image_size 96
+    square = torch.rand(1, 3, 96, 96) * 2 - 1
+    assert encoder.resized(square) is square
+    assert encoder.resized(torch.zeros(1, 3, 300, 600)).shape[-2:] == (96, 192)
+    assert encoder.resized(torch.zeros(1, 3, 300, 600), scale=1.5).shape[-2:] == (144, 288)
+    assert encoder.resized(torch.zeros(1, 3, 40, 4000)).shape[-2:] == (96, 96 * MAX_ASPECT)
+    wide = to_tensor(load_image(EXAMPLES / "van_gogh_night_cafe.jpg"))  # a real painting, wider than high
+    assert wide.shape[-1] > 1.2 * wide.shape[-2] and encoder(wide).shape == (1, 16)
+    stats = encoder.feature_statistics(torch.rand(1, 3, 128, 128) * 2 - 1)  # this trunk ends at stride 4
+    assert len(stats) == 1 and stats[0][0].shape == stats[0][1].shape == (1, 80)  # Conv2d_3b_1x1
+    with pytest.raises(ValueError, match="scale must be positive"):
+        encoder(wide, scale=0)
 
 
 def test_discriminator_round_trip(tmp_path):

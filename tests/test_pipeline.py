@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ganmoco import GanMocoPipeline, ImageError, ModelLoadError
 from ganmoco.pipeline import DEFAULT_MODEL
@@ -234,6 +234,33 @@ def test_bundled_default_model_loads_offline_and_stylizes(examples):
     assert out.size == content.size and image_diff(out, content.convert("RGB")) > 5.0
     # a trained model: different styles give clearly different pictures
     assert image_diff(out, pipe.stylize(content, pipe.preset("starry-night"))) > 5.0
+
+
+def test_style_scale_paints_larger_patterns_and_auto_picks_per_style(examples):
+    """The bundled model: a drawn repeating pattern is painted at the larger stroke scale, the bundled paintings
+    at 1; a larger scale paints a coarser pattern (less fine detail); "auto" gives the picked scale's code."""
+    pipe = GanMocoPipeline.from_pretrained()
+    rings = Image.new("RGB", (512, 512), "white")
+    draw = ImageDraw.Draw(rings)
+    for y in range(0, 512, 64):
+        for x in range(0, 512, 64):
+            draw.ellipse((x + 8, y + 8, x + 56, y + 56), outline=(60, 60, 60), width=8)
+    assert len(pipe.style_encoder.feature_statistics(torch.zeros(1, 3, 64, 64))) == 3
+    assert pipe.auto_style_scale(rings) == 1.5
+    for painting in ("van_gogh_starry_night.jpg", "van_gogh_night_cafe.jpg"):
+        assert pipe.auto_style_scale(examples / painting) == 1.0
+    assert torch.equal(pipe.style_code(rings), pipe.style_code(rings, 1.5))
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")
+
+    def fine_detail(image):  # mean |Laplacian| of the luminance: how fine the painted pattern is
+        grey = np.asarray(image.convert("L"), np.float32)
+        return np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]).mean()
+
+    small, large = (pipe.stylize(photo, rings, style_scale=s) for s in (1.0, 2.0))
+    assert fine_detail(large) < 0.8 * fine_detail(small)
+    for bad in (0, -1, 10, "big", float("nan")):
+        with pytest.raises(ValueError, match="style_scale must be"):
+            pipe.stylize(photo, rings, style_scale=bad)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 300), (2000, 2), (17, 9), (40, 33)])

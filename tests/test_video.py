@@ -68,7 +68,11 @@ def test_not_a_video_is_a_clear_error(tmp_path, tiny_pipeline_dir, examples):
 
 def test_video_encodes_styles_once_at_any_strength(tiny_pipeline_dir, examples):
     """One forward of the generator per frame, and the style encoder twice per clip (the style, then the
-    first frame's own code for strength < 1), not once per frame; strength 0 returns the frames."""
+    first frame's own code for strength < 1), not once per frame; with style_scale "auto", the choice adds one
+    encoding and one generator pass (over a bundled photo) per candidate scale, once per style; strength 0
+    returns the frames."""
+    from ganmoco.pipeline import STYLE_SCALES
+
     pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
     calls = {"encoder": 0, "generator": 0}
     pipe.style_encoder.register_forward_hook(lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1))
@@ -76,8 +80,11 @@ def test_video_encodes_styles_once_at_any_strength(tiny_pipeline_dir, examples):
     photo = Image.open(examples / "castle_chambord.jpg").convert("RGB").resize((200, 120))
     frames = [photo.crop((2 * t, 0, 2 * t + 160, 96)) for t in range(6)]
     style = examples / "van_gogh_bridge.jpg"
-    list(pipe.stylize_frames(frames, style, strength=0.5))
+    list(pipe.stylize_frames(frames, style, strength=0.5, style_scale=1.0))
     assert calls == {"encoder": 2, "generator": 6}
+    calls.update(encoder=0, generator=0)
+    list(pipe.stylize_frames(frames, style, strength=0.5))  # the content's code is cached by now
+    assert calls == {"encoder": len(STYLE_SCALES) - 1, "generator": 6 + len(STYLE_SCALES)}
     still = list(pipe.stylize_frames(frames, style, strength=0.0))
     assert len(still) == len(frames)
     assert all(

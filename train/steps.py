@@ -1,7 +1,8 @@
 """The GAN-MoCo step: the generator's losses for each task's batch and the discriminator's, from one LossWeights.
 
     L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV
-          (+ teacher_weight L_teacher on style batches, + delta L_upscale on super-resolution batches)
+          (+ teacher_weight L_teacher, temporal_weight L_temporal and colour_weight L_colour on style batches,
+           + delta L_upscale on super-resolution batches)
 
 Each step function returns (loss_G, fake, code, real, raw terms): the discriminator then judges `fake` against
 `real` under `code`. D is passed unwrapped and frozen: a generator step must not touch its DDP reducer.
@@ -63,6 +64,11 @@ class LossWeights:
         "weight of L_temporal on style batches: a content moved by up to 3 px (and noised) must stylize to the "
         "moved stylization (logged as 'temporal'; 0: off)",
     )
+    colour_weight: float = _weight(
+        0.0,
+        "weight of L_colour on style batches: sliced Wasserstein distance of the output's RGB colours to the style "
+        "image's (logged as 'colour'; 0: off)",
+    )
     gan_loss: str = _weight("hinge", "adversarial loss")
 
     @classmethod
@@ -109,6 +115,9 @@ def style_step(G, E, D, nets, batch_c, batch_s, w: LossWeights, teacher=None):
             G(moved, code, style=batch_s), fake, dy, dx, border=min(16, batch_c.shape[-1] // 4)
         )
         loss = loss + w.temporal_weight * terms["temporal"]
+    if w.colour_weight > 0:
+        terms["colour"] = losses.colour_loss(fake, batch_s)
+        loss = loss + w.colour_weight * terms["colour"]
     if teacher is not None:
         with torch.no_grad():
             target = teacher[0](batch_c, teacher[1](batch_s), style=batch_s)
