@@ -29,7 +29,7 @@ from .tiling import run_tiled, thumbnail
 from .weights import cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
-_STYLE_CACHE_SIZE = 32
+_STYLE_CACHE_SIZE = 96  # codes (one per image and scale) and picked scales; a code is 106 floats
 AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told otherwise
 DEFAULT_TILE = 1024
 TILE_MARGIN = 64  # > the generator's receptive-field radius: each kept pixel sees all it would untiled
