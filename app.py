@@ -95,6 +95,16 @@ def _painted_mask(editor):
     return mask.point(lambda v: 255 if v > 0 else 0)
 
 
+def _style_scale(choice) -> float | str:
+    """The stroke-scale radio's value for the pipeline: "auto" (or nothing chosen) or a number."""
+    if choice in (None, "", "auto"):
+        return "auto"
+    try:
+        return float(choice)
+    except (TypeError, ValueError):
+        raise gr.Error(f'The stroke scale must be "auto" or a number, got {choice!r}.') from None
+
+
 def stylize(
     content,
     style,
@@ -134,12 +144,12 @@ def stylize(
         region = region.resize(content.size, Image.BILINEAR)
     elif mask is not None:
         region = _image(mask, "mask").convert("L")
-    scale = stroke_scale if stroke_scale in (None, "auto") else float(stroke_scale)
+    scale = _style_scale(stroke_scale)
     progress(0.3, desc="stylizing")
     try:
         if region is not None and split_styles and len(styles) > 1:
             # style 1 inside the mask, the weighted blend of the others outside
-            outside = pipeline().blend_codes(styles[1:], weights[1:], scale or "auto")
+            outside = pipeline().blend_codes(styles[1:], weights[1:], scale)
             styles, weights = [first, outside], None
             region = [region, ImageOps.invert(region)]
         return pipeline().stylize(
@@ -149,7 +159,7 @@ def stylize(
             strength=float(strength),
             preserve_color=bool(preserve_color),
             mask=region,
-            style_scale=scale or "auto",
+            style_scale=scale,
         )
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
@@ -183,7 +193,7 @@ def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
     return fused
 
 
-def video(clip, style, strength=1.0, preserve_color=False, progress=gr.Progress()):
+def video(clip, style, strength=1.0, preserve_color=False, stroke_scale="auto", progress=gr.Progress()):
     if clip is None:
         raise gr.Error("Please add a video clip.")
     style_image = _image(style, "style image")
@@ -197,6 +207,7 @@ def video(clip, style, strength=1.0, preserve_color=False, progress=gr.Progress(
                 max_frames=MAX_VIDEO_FRAMES,
                 strength=float(strength),
                 preserve_color=bool(preserve_color),
+                style_scale=_style_scale(stroke_scale),
                 progress=lambda frames, total: progress.tqdm(
                     _within(frames, MAX_VIDEO_SECONDS), total=total, desc="stylizing frames"
                 ),
@@ -239,6 +250,15 @@ def _within(frames, seconds: float):
         yield frame
 
 
+def _stroke_scale_radio(elem_id: str) -> gr.Radio:
+    return gr.Radio(
+        ["auto", "1", "1.5", "2"],
+        value="auto",
+        label="Stroke scale: how large strokes and patterns are painted (auto: chosen per style)",
+        elem_id=elem_id,
+    )
+
+
 def build_demo(presets: list[str]) -> gr.Blocks:
     # uploads and results older than an hour are deleted, checked hourly
     with gr.Blocks(title="ganmoco: style transfer and image fusion", delete_cache=(3600, 3600)) as demo:
@@ -273,12 +293,7 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                                 extra.append(gr.Slider(0, 1, value=1.0, step=0.05, label=f"Weight of style {i}"))
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="strength")
                     preserve = gr.Checkbox(label="Preserve the photo's colours")
-                    stroke = gr.Radio(
-                        ["auto", "1", "1.5", "2"],
-                        value="auto",
-                        label="Stroke scale: how large strokes and patterns are painted (auto: chosen per style)",
-                        elem_id="stroke-scale",
-                    )
+                    stroke = _stroke_scale_radio("stroke-scale")
                     with gr.Accordion("Mask: where the style goes", open=False):
                         painted = gr.ImageEditor(
                             label="Paint over the photo where the style goes",
@@ -359,6 +374,7 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                     )
                     vstrength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
                     vpreserve = gr.Checkbox(label="Preserve the clip's colours")
+                    vstroke = _stroke_scale_radio("video-stroke-scale")
                     vrun = gr.Button("Stylize video", variant="primary", elem_id="video-run")
                 with gr.Column():
                     vout = gr.Video(label="Stylized clip", elem_id="video-out")
@@ -367,7 +383,7 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                 inputs=[clip, vstyle],
                 example_labels=["a pan across a castle, Starry Night"],
             )
-            vrun.click(video, [clip, vstyle, vstrength, vpreserve], vout, api_name="video")
+            vrun.click(video, [clip, vstyle, vstrength, vpreserve, vstroke], vout, api_name="video")
         with gr.Tab("Upscale"):
             with gr.Row():
                 with gr.Column():

@@ -253,6 +253,8 @@ def test_gradio_client_calls_each_endpoint(server, examples, tmp_path):
 def test_video_handler(app_module, examples, tmp_path):
     from fractions import Fraction
 
+    import gradio as gr
+
     from ganmoco.video import probe, write_frames
 
     photo = Image.open(examples / "bird_duck.jpg").convert("RGB").resize((128, 96))
@@ -260,6 +262,12 @@ def test_video_handler(app_module, examples, tmp_path):
     out = app_module.video(str(clip), str(examples / "van_gogh_bridge.jpg"), progress=_NoProgress())
     rate, _, size = probe(out)
     assert size == (128, 96) and rate == 6
+    larger = app_module.video(
+        str(clip), str(examples / "van_gogh_bridge.jpg"), stroke_scale="2", progress=_NoProgress()
+    )
+    assert probe(larger)[2] == (128, 96)
+    with pytest.raises(gr.Error, match="stroke scale"):
+        app_module.video(str(clip), str(examples / "van_gogh_bridge.jpg"), stroke_scale="big", progress=_NoProgress())
 
 
 class _NoProgress:
