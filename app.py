@@ -95,16 +95,6 @@ def _painted_mask(editor):
     return mask.point(lambda v: 255 if v > 0 else 0)
 
 
-def _style_scale(choice) -> float | str:
-    """The stroke-scale radio's value for the pipeline: "auto" (or nothing chosen) or a number."""
-    if choice in (None, "", "auto"):
-        return "auto"
-    try:
-        return float(choice)
-    except (TypeError, ValueError):
-        raise gr.Error(f'The stroke scale must be "auto" or a number, got {choice!r}.') from None
-
-
 def stylize(
     content,
     style,
@@ -144,7 +134,7 @@ def stylize(
         region = region.resize(content.size, Image.BILINEAR)
     elif mask is not None:
         region = _image(mask, "mask").convert("L")
-    scale = _style_scale(stroke_scale)
+    scale = stroke_scale or "auto"  # "auto" or a number as text: the pipeline checks it
     progress(0.3, desc="stylizing")
     try:
         if region is not None and split_styles and len(styles) > 1:
@@ -207,7 +197,7 @@ def video(clip, style, strength=1.0, preserve_color=False, stroke_scale="auto", 
                 max_frames=MAX_VIDEO_FRAMES,
                 strength=float(strength),
                 preserve_color=bool(preserve_color),
-                style_scale=_style_scale(stroke_scale),
+                style_scale=stroke_scale or "auto",
                 progress=lambda frames, total: progress.tqdm(
                     _within(frames, MAX_VIDEO_SECONDS), total=total, desc="stylizing frames"
                 ),

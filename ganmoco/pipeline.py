@@ -163,9 +163,9 @@ class GanMocoPipeline(DiffusionPipeline):
                 f"a style image must be at least {MIN_STYLE_SIDE} px on its shorter side to carry a style, "
                 f"got {image.width}x{image.height}"
             )
-        if style_scale == "auto":
-            style_scale = self.auto_style_scale(image)
-        return self._image_code(image, _checked_style_scale(style_scale))
+        key = _pixels_key(image)  # once: hashing a 12-megapixel style takes 0.09 s
+        scale = self._auto_scale(image, key) if style_scale == "auto" else _checked_style_scale(style_scale)
+        return self._image_code(image, scale, key)
 
     @torch.no_grad()
     def auto_style_scale(self, style: ImageInput) -> float:
@@ -174,16 +174,19 @@ class GanMocoPipeline(DiffusionPipeline):
         (cached). The generator paints a pattern smaller than the encoder sees it, so patterns often want the
         larger scale; a painting's brushwork mostly does not."""
         image = load_image(style)
-        return self._cached(("scale", _pixels_key(image)), lambda: self._pick_scale(image))
+        return self._auto_scale(image, _pixels_key(image))
 
-    def _pick_scale(self, image: Image.Image) -> float:
+    def _auto_scale(self, image: Image.Image, key: str) -> float:
+        return self._cached(("scale", key), lambda: self._pick_scale(image, key))
+
+    def _pick_scale(self, image: Image.Image, key: str) -> float:
         encoder, dtype = self.style_encoder, self.generator.dtype
         x = to_tensor(image).to(self.device, encoder.dtype)
         target = encoder.feature_statistics(encoder.resized(x, SCALE_PROBE_SIDE / encoder.config.image_size))
         probe = to_tensor(fit_within(load_image(SCALE_PROBE), SCALE_PROBE_SIDE)).to(self.device, dtype)
 
         def miss(scale: float) -> float:
-            painted = self.generator(probe, self._image_code(image, scale)).to(encoder.dtype)
+            painted = self.generator(probe, self._image_code(image, scale, key)).to(encoder.dtype)
             return sum(
                 float(F.mse_loss(mean, m) + F.mse_loss(std, s))
                 for (mean, std), (m, s) in zip(encoder.feature_statistics(painted), target, strict=True)
@@ -191,15 +194,16 @@ class GanMocoPipeline(DiffusionPipeline):
 
         return min(STYLE_SCALES, key=miss)
 
-    def _image_code(self, image: Image.Image, scale: float = 1.0) -> torch.Tensor:
-        """The (1, d) code of any image (a content's own code too, whatever its size), cached by pixels."""
+    def _image_code(self, image: Image.Image, scale: float = 1.0, key: str | None = None) -> torch.Tensor:
+        """The (1, d) code of any image (a content's own code too, whatever its size), cached by pixels (`key`:
+        their _pixels_key, when the caller has it)."""
 
         def encode():
             x = to_tensor(image).to(self.device, self.style_encoder.dtype)
             code = self.style_encoder(x, scale).to(self.generator.dtype)
             return self.generator.style_code(code, x.to(self.generator.dtype))
 
-        return self._cached(("code", _pixels_key(image), scale), encode)
+        return self._cached(("code", key or _pixels_key(image), scale), encode)
 
     @torch.no_grad()
     def _cached(self, key, compute):

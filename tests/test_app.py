@@ -266,7 +266,7 @@ def test_video_handler(app_module, examples, tmp_path):
         str(clip), str(examples / "van_gogh_bridge.jpg"), stroke_scale="2", progress=_NoProgress()
     )
     assert probe(larger)[2] == (128, 96)
-    with pytest.raises(gr.Error, match="stroke scale"):
+    with pytest.raises(gr.Error, match="style_scale must be"):
         app_module.video(str(clip), str(examples / "van_gogh_bridge.jpg"), stroke_scale="big", progress=_NoProgress())
 
 
