@@ -83,7 +83,10 @@ def _moved_and_trust(
         moved, inside = previous, None
     else:
         grid = _grid(theta, current)
-        moved = F.grid_sample(previous, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # bicubic: a carried-over picture is resampled again every frame and bilinear's blur compounds (on a
+        # 1 %-a-frame zoom the paint washed out: VGG mean/std distance +20 % against +9 %); the sharper moved frame
+        # also agrees with the new one in more places
+        moved = F.grid_sample(previous, grid, mode="bicubic", padding_mode="border", align_corners=False).clamp_(-1, 1)
         inside = (grid.abs() <= 1).all(-1)[:, None].to(current.dtype)
     difference = torch.sub(moved[:, :3], current).abs_().mean(1, keepdim=True)
     trust = difference.div_(tolerance).square_().neg_().exp_()  # exp(-(difference / tolerance)^2)

@@ -65,3 +65,17 @@ def test_rows_whose_extra_is_missing_are_skipped_with_a_word(tmp_path):
     assert r.returncode == 0, r.stderr
     assert [x["task"] for x in json.loads(r.stdout)["results"]] == ["stylize"]
     assert "skipping stylize-onnx: onnxruntime is not installed (pip install 'ganmoco[onnx]')" in r.stderr
+
+
+def test_bench_video_rows_report_the_warping_error_of_both_paths():
+    """`--video`: each frame on its own against the video path, on a clip of known motion. The video path moves
+    the painted texture with the scene, so its warping error is the lower one."""
+    from ganmoco.bench import video_report
+
+    rows = video_report(frames=8, size=(192, 128))
+    assert [r["task"] for r in rows] == ["video per-frame", "video"]
+    for row in rows:
+        assert set(row) == {"task", "size", "frames_per_s", "warping_error", "flicker"}
+        assert row["size"] == "192x128" and row["frames_per_s"] > 0 and row["flicker"] > 0
+    single, video = rows
+    assert 0 < video["warping_error"] < 0.8 * single["warping_error"]

@@ -1,5 +1,6 @@
-"""The bundled model's outputs on fixed inputs, bit for bit: a refactor of the generator or the pipeline must
-not change a pixel. When the model is changed on purpose, rewrite the references and say so in the commit:
+"""The bundled model's outputs on fixed inputs, to the level (one level on 0.1 % of the pixels is float rounding
+across CPUs): a refactor of the generator or the pipeline must not change a picture. When the model is changed
+on purpose, rewrite the references and say so in the commit:
 
     python -m tests.test_golden --update [NAME ...]
 """
@@ -57,7 +58,12 @@ def test_bundled_model_outputs_are_unchanged(pipe, name):
         got = np.asarray(image, dtype=np.int16)
         assert got.shape == reference.shape
         differing = int((got != reference).any(-1).sum())
-        assert differing == 0, f"{name}{i}: {differing} pixels differ (max {np.abs(got - reference).max()} levels)"
+        most = int(np.abs(got - reference).max())
+        # Another CPU's kernels sum in another order: a few pixels land one level apart (1-2 of 19200 between an
+        # AMD and an Intel Xeon). A real change moves hundreds of pixels or some by more than one level.
+        assert most <= 1 and differing <= got.shape[0] * got.shape[1] // 1000, (
+            f"{name}{i}: {differing} pixels differ (max {most} levels)"
+        )
 
 
 if __name__ == "__main__":

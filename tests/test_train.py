@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -513,3 +514,60 @@ def test_upscale_head_only_starts_fresh_and_keeps_the_rest(tiny_data, tiny_confi
     # and the saved model upscales
     pipe = GanMocoPipeline.from_pretrained(out)
     assert pipe.upscale(Image.new("RGB", (20, 12), (90, 40, 200)), scale=4).size == (80, 48)
+
+
+def test_average_weights_blends_two_pipelines_of_one_lineage(tiny_pipeline_dir, tmp_path, examples):
+    """train/average_weights.py: t = 0 is the base bit for bit, 1 the fine-tune, 0.5 the midpoint of every
+    weight, and the result loads and paints; models of another architecture are refused with one line."""
+    script = REPO / "train" / "average_weights.py"
+    tuned = tmp_path / "tuned"
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in pipe.generator.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    pipe.save_pretrained(tuned)
+    weights = "generator/diffusion_pytorch_model.safetensors"
+    a, b = load_file(tiny_pipeline_dir / weights), load_file(tuned / weights)
+    for t in (0.0, 0.5, 1.0):
+        out = tmp_path / f"blend{t}"
+        r = subprocess.run(
+            [sys.executable, script, "--base", tiny_pipeline_dir, "--tuned", tuned, "--weight", str(t), "--out", out],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        mixed = load_file(out / weights)
+        for name in a:
+            expected = {0.0: a[name], 1.0: b[name]}.get(t, (a[name] + b[name]) / 2)
+            assert torch.allclose(mixed[name], expected, atol=1e-6), name
+    base_again = load_file(tmp_path / "blend0.0" / weights)
+    assert all(torch.equal(base_again[name], a[name]) for name in a)
+    image = GanMocoPipeline.from_pretrained(tmp_path / "blend0.5").stylize(
+        examples / "bird_owl.jpg", examples / "van_gogh_bridge.jpg"
+    )
+    assert image.size == Image.open(examples / "bird_owl.jpg").size
+
+    other = tmp_path / "other"
+    config = json.loads((tuned / "generator" / "config.json").read_text())
+    shutil.copytree(tuned, other)
+    config["base_channels"] = config["base_channels"] * 2
+    (other / "generator" / "config.json").write_text(json.dumps(config))
+    r = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--base",
+            tiny_pipeline_dir,
+            "--tuned",
+            other,
+            "--weight",
+            "0.5",
+            "--out",
+            tmp_path / "x",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and r.stderr.strip() == "error: the generator configs of --base and --tuned differ"
+    assert not (tmp_path / "x").exists()
