@@ -59,12 +59,13 @@ def main(argv=None):
                 raise SystemExit(f"error: {folder / component / WEIGHTS} is missing")
         if _architecture(base / component) != _architecture(tuned / component):
             raise SystemExit(f"error: the {component} configs of --base and --tuned differ")
+    # every blend first: a parameter that does not match stops the script before anything is written
+    mixed = {c: blend(load_file(base / c / WEIGHTS), load_file(tuned / c / WEIGHTS), args.weight) for c in components}
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(tuned, out)
-    for component in components:
-        mixed = blend(load_file(base / component / WEIGHTS), load_file(tuned / component / WEIGHTS), args.weight)
-        save_file(mixed, out / component / WEIGHTS, metadata={"format": "pt"})
+    for component, weights in mixed.items():
+        save_file(weights, out / component / WEIGHTS, metadata={"format": "pt"})
     (out / "weight_blend.json").write_text(
         json.dumps({"base": str(base), "tuned": str(tuned), "weight": args.weight}, indent=2) + "\n"
     )
