@@ -30,7 +30,7 @@ FUSION_MODES = [
     ("general: any stack", "general"),
     ("multi-focus", "multi-focus"),
     ("multi-exposure", "multi-exposure"),
-    ("infrared-visible", "infrared-visible"),
+    ("infrared-visible (untrained: no real pairs to learn from)", "infrared-visible"),
 ]
 
 MAX_STYLES = 4  # style slots in the Stylize tab, each with its own weight
@@ -165,7 +165,7 @@ def _editor_canvas(content):
     return {"background": photo, "layers": [], "composite": photo}
 
 
-def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
+def fuse(files, mode="general", output_size="original", border="fill", progress=gr.Progress()):
     paths = [f if isinstance(f, str) else getattr(f, "name", f) for f in (files or [])]
     if len(paths) < 2:
         raise gr.Error("Please add at least two images of the same scene.")
@@ -175,7 +175,7 @@ def fuse(files, mode="general", output_size="original", progress=gr.Progress()):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fused = pipeline().fuse(images, task=mode)
+            fused = pipeline().fuse(images, task=mode, border=border)
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
     for warning in caught:  # e.g. a frame resized to the first one's size: said in the page, not only the log
@@ -335,10 +335,15 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                     )
                     mode = gr.Radio(FUSION_MODES, value="general", label="Mode")
                     fsize = gr.Radio(list(OUTPUT_SIZES), value="original", label="Output size")
+                    fborder = gr.Radio(
+                        [("keep the first image's size", "fill"), ("crop to what every frame covers", "crop")],
+                        value="fill",
+                        label="Edges (frames shot by hand are aligned onto the first)",
+                    )
                     frun = gr.Button("Fuse", variant="primary", elem_id="fuse-run")
                 with gr.Column():
                     fout = gr.Image(label="Fused", type="pil", format="png", elem_id="fuse-out")
-            frun.click(fuse, [files, mode, fsize], fout, api_name="fuse")
+            frun.click(fuse, [files, mode, fsize, fborder], fout, api_name="fuse")
             gr.Examples(  # made from the example photos, see ganmoco/assets/examples/LICENSES.md
                 examples=[
                     [[str(EXAMPLES / "focus_near.jpg"), str(EXAMPLES / "focus_far.jpg")], "general"],

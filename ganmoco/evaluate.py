@@ -149,14 +149,14 @@ def evaluate_fusion(pipe, images: list[Path], size: int, seed: int, out_dir: Pat
     }
 
 
-def save_fusion_grid(firsts: dict[str, dict[str, torch.Tensor]], path: Path, cell: int = 200):
-    """One row per kind: the sources, then each method's result, labelled."""
+def save_fusion_grid(firsts: dict[str, dict[str, torch.Tensor | Image.Image]], path: Path, cell: int = 200):
+    """One row per kind: the sources, then each method's result (tensors or PIL images), labelled."""
     names = list(next(iter(firsts.values())))
     grid = Image.new("RGB", (cell * len(names), (cell + 20) * len(firsts)), "white")
     draw = ImageDraw.Draw(grid)
     for i, (kind, images) in enumerate(firsts.items()):
         for j, name in enumerate(names):
-            image = to_pil(images[name])
+            image = images[name].copy() if isinstance(images[name], Image.Image) else to_pil(images[name])
             image.thumbnail((cell - 4, cell - 4), Image.LANCZOS)
             grid.paste(image, (j * cell + 2, i * (cell + 20) + 20))
             draw.text((j * cell + 6, i * (cell + 20) + 4), name if j > 1 else f"{kind}: {name}", fill="black")
@@ -396,6 +396,10 @@ def markdown(report: dict) -> str:
         lines += ["", f"| {kind} | " + " | ".join(keys) + " |", "| --- " * (len(keys) + 1) + "|"]
         for name, values in methods.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(values.get(k), ".3f") for k in keys) + " |")
+    if "handheld" in report:
+        from .evaluate_stacks import handheld_markdown  # it builds on this module
+
+        lines += ["", handheld_markdown(report["handheld"])]
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
@@ -19,12 +20,14 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
+from .align import ALIGN_SIDE, GHOST_SIDE, MIN_ALIGN_SIDE, common_box, ghost_masks, register, sample
 from .cpu import tune_allocator
 from .data import MAX_IMAGE_PIXELS, ImageError, ImageInput, fit_within, load_image, load_mask, to_pil, to_tensor
 from .models.generator import FUSION_TASKS, GanMocoGenerator, NormStats
 from .models.style_encoder import StyleEncoder
-from .motion import carry_over
+from .motion import IDENTITY, carry_over
 from .tiling import run_tiled, thumbnail
 from .weights import cache_dir
 
@@ -34,6 +37,7 @@ AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told
 DEFAULT_TILE = 1024
 TILE_MARGIN = 64  # > the generator's receptive-field radius: each kept pixel sees all it would untiled
 CODE_MAP_STRIDE = 8  # a mask's per-pixel code map is at 1/8 of the image (the generator resizes it per layer)
+FUSE_TILE_PIXELS = 2_000_000  # frames x pixels fused in one piece: ~0.7 GB a megapixel (two 2048^2 frames: 6.5 GB)
 THUMBNAIL_SIDE = 2048  # tiles share the statistics of the image at up to this side: exact up to 2048 px
 UPSCALE_AUTO_TILE_PIXELS = 1024 * 1024  # input pixels above which upscale works in tiles
 UPSCALE_TILE = 512  # input pixels a side
@@ -454,21 +458,115 @@ class GanMocoPipeline(DiffusionPipeline):
     # -- fusion ----------------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def fuse(self, images: Sequence[ImageInput], task: str = "general") -> Image.Image:
-        """Fuse 2 or more images of one scene (registered) into one, at the first image's size. Images of
-        another size but the same aspect ratio are resized to it, with a warning; another aspect ratio (not
-        one scene's frames: they would ghost) is an error.
+    def fuse(
+        self,
+        images: Sequence[ImageInput],
+        task: str = "general",
+        align: bool = True,
+        deghost: bool = True,
+        border: str = "fill",
+        tile: int | bool | None = None,
+    ) -> Image.Image:
+        """Fuse 2 or more images of one scene into one, in the first image's frame. Images of another size but
+        the same aspect ratio are resized to it, with a warning; another aspect ratio (not one scene's frames)
+        is an error.
 
-        task: one of "general", "multi-focus", "multi-exposure", "infrared-visible".
+        task: one of "general", "multi-focus", "multi-exposure", "infrared-visible" (the last is untrained).
+        align: fit each frame onto the first by an affine map (shift, rotation, the scale change of focus
+            breathing; robust to exposure and focus differences) before fusing: frames shot by hand.
+        deghost: where an aligned frame shows something else than the first (a subject that moved), keep the
+            first frame's content there instead of mixing both.
+        border: "fill" keeps the first image's size, the margins that only some frames cover fused from those
+            frames; "crop" returns the largest rectangle that every frame covers.
+        tile: tile side in pixels; None tiles stacks of more than FUSE_TILE_PIXELS pixels in all (with a progress
+            bar; a tile then holds about that many pixels of all frames together), False never tiles.
         """
         images = list(images)
         if len(images) < 2:
             raise ValueError(f"fusion needs at least 2 images, got {len(images)}")
         if task not in FUSION_TASKS:
             raise ValueError(f"task must be one of {FUSION_TASKS}, got {task!r}")
-        loaded = _same_frame([load_image(item) for item in images])
-        sources = torch.stack([to_tensor(im)[0] for im in loaded]).unsqueeze(0).to(self.device, self.generator.dtype)
-        return to_pil(self.generator(sources, task=FUSION_TASKS.index(task)))
+        if border not in ("fill", "crop"):
+            raise ValueError(f"border must be 'fill' or 'crop', got {border!r}")
+        if tile is not None and tile is not False and (isinstance(tile, bool) or int(tile) < 64):
+            raise ValueError(f"tile must be at least 64 pixels, got {tile!r}")
+        # frames stay 8-bit until a tile reads them: nine 24 MP frames are 0.6 GB so, 2.6 GB as floats
+        frames = [
+            torch.from_numpy(np.array(im)).permute(2, 0, 1)[None]
+            for im in _same_frame([load_image(item) for item in images])
+        ]
+        size = tuple(frames[0].shape[-2:])
+        if min(size) < MIN_ALIGN_SIDE:  # a strip or a thumbnail: nothing to align on, no region to call a ghost
+            align = deghost = False
+        small = [_shrunk(f.float().div_(127.5).sub_(1), ALIGN_SIDE) for f in frames]
+        thetas = register(small) if align else [IDENTITY.clone() for _ in frames]
+        keep_small, covered = self._keep_maps(small, thetas, deghost)
+        if tile is None:  # the head's features of every frame are held at once: memory grows with frames x pixels
+            fits = size[0] * size[1] * len(frames) <= FUSE_TILE_PIXELS
+            tile = False if fits else max(256, math.isqrt(FUSE_TILE_PIXELS // len(frames)))
+        fused = self._fuse_tiles(frames, thetas, keep_small, FUSION_TASKS.index(task), size, int(tile or 0))
+        if border == "crop":
+            y0, y1, x0, x1 = common_box(covered)
+            sy, sx = size[0] / covered.shape[0], size[1] / covered.shape[1]
+            box = (math.ceil(x0 * sx), math.ceil(y0 * sy), math.floor(x1 * sx), math.floor(y1 * sy))
+            fused = fused[..., box[1] : box[3], box[0] : box[2]]
+        return to_pil(fused)
+
+    def _keep_maps(self, small, thetas, deghost: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Per frame, at GHOST_SIDE: how much fusion may use it (1 = freely; 0 outside its frame and, with
+        deghost, where it shows a moved subject; the first frame always 1), as (1, N, 1, h, w) or None when
+        every frame may be used everywhere; and the (h, w) mask that every frame covers."""
+        thumbs = [_shrunk(x, GHOST_SIDE) for x in small]
+        h, w = thumbs[0].shape[-2:]
+        moved, inside = zip(
+            *(sample(x, t, (0, h, 0, w), (h, w)) for x, t in zip(thumbs, thetas, strict=True)), strict=True
+        )
+        keep = list(inside)
+        if deghost:
+            ghosts = ghost_masks(thumbs[0], list(moved[1:]), list(inside[1:]))
+            keep = [keep[0]] + [k * (1 - g) for k, g in zip(keep[1:], ghosts, strict=True)]
+        covered = torch.stack(inside).amin(0)[0, 0]
+        if all(bool((k == 1).all()) for k in keep):
+            return None, covered
+        keep[0] = torch.ones_like(keep[0])
+        return torch.stack(keep, dim=1), covered
+
+    def _fuse_tiles(self, frames, thetas, keep_small, task: int, size, tile: int) -> torch.Tensor:
+        """The fused (1, 3, H, W) image, in tiles of `tile` px (0: one piece) each widened by TILE_MARGIN: every
+        frame's part of a tile is read and moved into the first frame's view only there."""
+        height, width = size
+        step = tile - tile % 2**self.generator.config.num_downsamples if tile else max(height, width)
+        tops, lefts = range(0, height, step), range(0, width, step)
+        out = torch.empty(1, 3, height, width)
+        with tqdm(total=len(tops) * len(lefts), disable=len(tops) * len(lefts) == 1, desc="fuse", unit="tile") as bar:
+            for top in tops:
+                for left in lefts:
+                    bottom, right = min(top + step, height), min(left + step, width)
+                    y0, x0 = max(0, top - TILE_MARGIN), max(0, left - TILE_MARGIN)
+                    y1, x1 = min(height, bottom + TILE_MARGIN), min(width, right + TILE_MARGIN)
+                    piece = self._fuse_box(frames, thetas, keep_small, task, (y0, y1, x0, x1), size)
+                    out[..., top:bottom, left:right] = piece[..., top - y0 : bottom - y0, left - x0 : right - x0]
+                    bar.update()
+        return out
+
+    def _fuse_box(self, frames, thetas, keep_small, task, box, size) -> torch.Tensor:
+        y0, y1, x0, x1 = box
+        pieces = [sample(f, t, box, size) for f, t in zip(frames, thetas, strict=True)]
+        reference = pieces[0][0]
+        # where a frame shows nothing, it shows the reference (and keeps no weight there): the head's stack
+        # statistics then see agreeing sources
+        sources = [reference] + [torch.lerp(reference, p, inside) for p, inside in pieces[1:]]
+        # (a spline overshoots a little at hard edges: back into the pixel range)
+        sources = torch.stack(sources, dim=1).clamp_(0, 255).div_(127.5).sub_(1).to(self.device, self.generator.dtype)
+        keep = None
+        if keep_small is not None:
+            n = keep_small.shape[1]
+            ys = ((torch.arange(y0, y1) * 2 + 1) / size[0] - 1)[:, None].expand(-1, x1 - x0)
+            xs = ((torch.arange(x0, x1) * 2 + 1) / size[1] - 1)[None, :].expand(y1 - y0, -1)
+            grid = torch.stack([xs, ys], dim=-1)[None].expand(n, -1, -1, -1)
+            keep = F.grid_sample(keep_small[0], grid, mode="bilinear", padding_mode="border", align_corners=False)
+            keep = (keep * torch.stack([inside for _, inside in pieces])[:, 0])[None].to(self.device)
+        return self.generator.fuse(sources, task=task, keep=keep).float().cpu()
 
     # -- super-resolution ------------------------------------------------------------------------------
 
@@ -515,6 +613,15 @@ class GanMocoPipeline(DiffusionPipeline):
         return run_tiled(
             x, lambda piece, _: self.generator(piece, scale=scale, stats=NormStats(given=shared)), tile, margin, scale
         )
+
+
+def _shrunk(x: torch.Tensor, side: int) -> torch.Tensor:
+    """x (area-)shrunk to at most `side` px on its longer side, each side at least 1 px (a 200000x8 strip too)."""
+    h, w = x.shape[-2:]
+    scale = min(1.0, side / max(h, w))
+    if scale == 1.0:
+        return x
+    return F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
 
 
 def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> None:

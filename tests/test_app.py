@@ -60,6 +60,13 @@ def test_handlers_called_directly(app_module, examples, tmp_path):
         progress=lambda *a, **k: None,
     )
     assert fused.size == Image.open(examples / "focus_near.jpg").size
+    near = Image.open(examples / "focus_near.jpg").convert("RGB")
+    moved = tmp_path / "moved.png"  # the far frame as a hand would have shot it
+    Image.open(examples / "focus_far.jpg").convert("RGB").rotate(1.0, Image.BICUBIC, translate=(6, 4)).save(moved)
+    cropped = app_module.fuse(
+        [str(examples / "focus_near.jpg"), str(moved)], border="crop", progress=lambda *a, **k: None
+    )
+    assert cropped.width < near.width and cropped.height < near.height
     with pytest.raises(gr.Error, match="aspect ratio"):
         app_module.fuse(
             [str(examples / "bird_owl.jpg"), str(examples / "bird_duck.jpg")], progress=lambda *a, **k: None

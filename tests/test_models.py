@@ -249,7 +249,8 @@ def test_style_encoder_keeps_the_aspect_ratio_and_scales():
     wide = to_tensor(load_image(EXAMPLES / "van_gogh_night_cafe.jpg"))  # a real painting, wider than high
     assert wide.shape[-1] > 1.2 * wide.shape[-2] and encoder(wide).shape == (1, 16)
     stats = encoder.feature_statistics(torch.rand(1, 3, 128, 128) * 2 - 1)  # this trunk ends at stride 4
-    assert len(stats) == 1 and stats[0][0].shape == stats[0][1].shape == (1, 80)  # Conv2d_3b_1x1
+    # the last stage at stride 4 (Conv2d_4a_3x3: unpadded, 28 of 128 px, still stride 4, not "4.6")
+    assert len(stats) == 1 and stats[0][0].shape == stats[0][1].shape == (1, 192)
     with pytest.raises(ValueError, match="scale must be positive"):
         encoder(wide, scale=0)
 

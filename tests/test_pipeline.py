@@ -295,3 +295,19 @@ def test_concurrent_calls_give_the_sequential_images(tiny_pipeline_dir, examples
         concurrent = list(pool.map(lambda call: call(), calls * 2))
     for got, want in zip(concurrent, sequential * 2, strict=True):
         assert [np.asarray(im).tobytes() for im in got] == [np.asarray(im).tobytes() for im in want]
+
+
+@pytest.mark.parametrize("size", [(600, 150), (1000, 120), (150, 600)])
+def test_auto_style_scale_works_for_any_aspect_ratio_with_default_configs(examples, size):
+    """A model made with the default configs (what the README's training command builds) picks a scale for
+    landscape and portrait styles alike (the encoder's strides used to be read off rounded width ratios, which
+    skipped one for landscape images)."""
+    from ganmoco import GanMocoGenerator, StyleEncoder
+
+    pipe = GanMocoPipeline(GanMocoGenerator(), StyleEncoder())
+    style = Image.open(examples / "van_gogh_bridge.jpg").convert("RGB").resize(size)
+    assert pipe.auto_style_scale(style) in (1.0, 1.5)
+    assert (
+        pipe.stylize(examples / "castle_chambord.jpg", style, style_scale="auto").size
+        == Image.open(examples / "castle_chambord.jpg").size
+    )

@@ -15,6 +15,8 @@ where a learned code is not.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -232,7 +234,11 @@ class FusionHead(nn.Module):
     @staticmethod
     def _stack(f: torch.Tensor) -> torch.Tensor:
         """(B, N, C, h, w) -> (B, 2C, h, w): the stack's mean and max."""
-        return torch.cat([f.mean(1), f.amax(1)], dim=1)
+        # running sums over the N sources: mean(1) and amax(1) of channels-last features run ~10x slower
+        sources = f.unbind(1)
+        return torch.cat(
+            [functools.reduce(torch.add, sources) / len(sources), functools.reduce(torch.maximum, sources)], dim=1
+        )
 
     def _with_stack(self, f: torch.Tensor) -> torch.Tensor:
         """(B, N, C, h, w) -> (B*N, 3C, h, w): each source's features beside the stack's mean and max."""
@@ -251,10 +257,12 @@ class FusionHead(nn.Module):
         return (energy - energy.amax(1, keepdim=True)).flatten(0, 1).to(toned.dtype)
 
     def forward(
-        self, sources: torch.Tensor, feats: list[torch.Tensor], code: torch.Tensor
+        self, sources: torch.Tensor, feats: list[torch.Tensor], code: torch.Tensor, keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """sources (B, N, 3, H, W) in [-1, 1], feats: the encoder's (B*N, C, h, w) per scale, code (B, d)
-        -> fused (B, 3, H, W), weights (B, N, 1, H, W) summing to 1 over N."""
+        -> fused (B, 3, H, W), weights (B, N, 1, H, W) summing to 1 over N. `keep` (B, N, 1, H, W) in [0, 1]
+        scales each source's weight before they are renormalised: 0 where a source must not be used (outside
+        its frame after alignment, a subject that moved); at least one source must keep every pixel."""
         b, n, _, h, w = sources.shape
         full, half = (h, w), (-(-h // 2), -(-w // 2))
 
@@ -262,7 +270,8 @@ class FusionHead(nn.Module):
             return t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear", align_corners=False)
 
         coarse = feats[-1].view(b, n, *feats[-1].shape[1:])
-        agreeing = self.tone(torch.cat([coarse.mean(1), self._stack(coarse)], dim=1))
+        stack = self._stack(coarse)  # its first half is the mean
+        agreeing = self.tone(torch.cat([stack[:, : coarse.shape[2]], stack], dim=1))
         gains = torch.tanh(self.tone(self._with_stack(coarse))) - torch.tanh(agreeing).repeat_interleave(n, dim=0)
         gains = gains.clamp(-1, 1)  # the curve keeps [0, 1] in [0, 1] for a in [-1, 1]
         toned = (sources.flatten(0, 1).float() + 1) / 2
@@ -273,9 +282,14 @@ class FusionHead(nn.Module):
         for lateral, f in zip(self.lateral, feats, strict=True):
             hidden = hidden + resize(lateral(self._with_stack(resize(f, half).view(b, n, -1, *half))), half)
         scores = self.score(torch.cat([hidden.relu(), resize(toned, half), self._focus(toned, b, n, half)], dim=1))
-        sharpness = self.sharpness(hidden.relu().view(b, n, -1, *half).mean(1)).clamp(-4, 4).exp()
+        mean_hidden = sum(hidden.relu().view(b, n, -1, *half).unbind(1)) / n  # see _stack: mean(1) is slow here
+        sharpness = self.sharpness(mean_hidden).clamp(-4, 4).exp()
         scores = scores * sharpness.repeat_interleave(n, dim=0)
-        weights = resize(scores, full).view(b, n, 1, h, w).float().softmax(dim=1).to(sources.dtype)
+        weights = resize(scores, full).view(b, n, 1, h, w).float().softmax(dim=1)
+        if keep is not None:
+            weights = weights * keep.float()
+            weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-12)
+        weights = weights.to(sources.dtype)
         return (weights * toned.view(b, n, 3, h, w)).sum(1), weights
 
 
@@ -521,18 +535,28 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             out = _ycbcr_to_rgb(self.colour_norm(_rgb_to_ycbcr(out), colours, stats)).clamp(-1, 1)
         return out
 
-    def fuse(self, sources: torch.Tensor, task: int | torch.Tensor = 0) -> torch.Tensor:
-        return self.fusion_weights(sources, task)[0]
+    def fuse(
+        self, sources: torch.Tensor, task: int | torch.Tensor = 0, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.fusion_weights(sources, task, keep)[0]
 
-    def fusion_weights(self, sources: torch.Tensor, task: int | torch.Tensor = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fused image (B, 3, H, W) and the per-pixel weights (B, N, 1, H, W) of its N sources."""
+    def fusion_weights(
+        self, sources: torch.Tensor, task: int | torch.Tensor = 0, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused image (B, 3, H, W) and the per-pixel weights (B, N, 1, H, W) of its N sources; `keep`
+        (B, N, 1, H, W): see FusionHead.forward."""
         b, n = sources.shape[:2]
         if sources.ndim != 5 or n < 2 or sources.shape[2] != 3:
             raise ValueError(f"fusion needs sources of shape (B, N>=2, 3, H, W), got {tuple(sources.shape)}")
         code = self.task_code(task, b)
         x, (h, w) = self._pad(sources.flatten(0, 1))
         feats = self._encode(x, code.repeat_interleave(n, dim=0))
-        fused, weights = self.fusion(x.view(b, n, *x.shape[1:]), feats, code)
+        if keep is not None:
+            if keep.shape != (b, n, 1, h, w):
+                raise ValueError(f"keep must be of shape {(b, n, 1, h, w)}, got {tuple(keep.shape)}")
+            pad = (0, x.shape[-1] - w, 0, x.shape[-2] - h)
+            keep = F.pad(keep.flatten(0, 1).float(), pad, mode="replicate").view(b, n, 1, *x.shape[-2:])
+        fused, weights = self.fusion(x.view(b, n, *x.shape[1:]), feats, code, keep)
         return fused[..., :h, :w], weights[..., :h, :w]
 
     def upscale(self, x: torch.Tensor, scale: int, stats: NormStats | None = None) -> torch.Tensor:

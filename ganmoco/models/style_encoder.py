@@ -7,6 +7,8 @@ on (`ganmoco.weights.load_weights("magenta_predict")`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -100,7 +102,9 @@ class StyleEncoder(ModelMixin, ConfigMixin):
             x = stage(x)
             if x.ndim != 4:
                 break
-            stride = round(width / x.shape[-1])
+            # the nearest power of two: unpadded convolutions shave pixels off, so a narrow image's ratio drifts
+            # (44 px left of 384 reads 8.7) and rounding it would skip a stride for one image and not another
+            stride = 2 ** round(math.log2(width / x.shape[-1]))
             if stride in strides:
                 found[stride] = x  # the last stage at that stride wins
             elif stride > max(strides):

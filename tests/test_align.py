@@ -1,0 +1,174 @@
+"""Hand-held stacks: alignment, ghosts and borders in fuse(), with the bundled model on real photos."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ganmoco import GanMocoPipeline, align, metrics
+from ganmoco.cli import main
+from ganmoco.data import synthetic_fusion_pair, to_pil, to_tensor
+from ganmoco.evaluate_stacks import MARGIN, handheld_stacks, interior
+from ganmoco.motion import IDENTITY, _grid
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return GanMocoPipeline.from_pretrained()
+
+
+def _motion(dx, dy, degrees, scale, size):
+    """theta sampling a frame moved by (dx, dy) px, rotated and scaled, in a square of `size` px."""
+    a = math.radians(degrees)
+    c, s = scale * math.cos(a), scale * math.sin(a)
+    return torch.tensor([[[c, -s, 2 * dx / size], [s, c, 2 * dy / size]]])
+
+
+def _moved(x, theta):
+    return F.grid_sample(x, _grid(theta, x), mode="bicubic", padding_mode="border", align_corners=False).clamp(-1, 1)
+
+
+def _inverse(theta):
+    full = torch.cat([theta[0], torch.tensor([[0.0, 0.0, 1.0]])])
+    return torch.linalg.inv(full)[:2][None]
+
+
+@pytest.fixture(scope="module")
+def photo(examples):
+    image = Image.open(examples / "castle_chambord.jpg").convert("RGB")
+    side = min(image.size)
+    return to_tensor(image.crop((0, 0, side, side)).resize((384, 384), Image.BICUBIC))
+
+
+@pytest.mark.parametrize("kind", ["multi-focus", "multi-exposure"])
+def test_a_hand_motion_is_recovered_across_focus_and_exposure(photo, kind):
+    pair = synthetic_fusion_pair(photo[0], kind, np.random.default_rng(3), shape="half")
+    theta = _motion(9, -6, 0.8, 1.01, 384)
+    estimate = align.estimate(pair[0:1], _moved(pair[1:2], theta))
+    # the estimate samples the moved frame back onto the first: the inverse of the motion, to a third of a pixel
+    # at the corners (this frame was moved by resampling it, which blurs it further; 0.06-0.26 px over seeds)
+    assert align.displacement(estimate - _inverse(theta) + IDENTITY, (384, 384)) < 0.33
+    assert align.displacement(theta, (384, 384)) > 10  # the motion itself was not small
+
+
+def test_a_registered_stack_is_fused_exactly_as_before(pipe, examples):
+    frames = [examples / "focus_near.jpg", examples / "focus_far.jpg"]
+    assert all(torch.equal(t, IDENTITY) for t in align.register([to_tensor(Image.open(f)) for f in frames]))
+    aligned = np.asarray(pipe.fuse(frames))
+    assert np.array_equal(aligned, np.asarray(pipe.fuse(frames, align=False, deghost=False)))
+
+
+def test_a_handheld_focus_stack_fuses_nearly_as_well_as_a_registered_one(pipe, examples):
+    stacks = {
+        track: (truth, sources)
+        for kind, track, truth, sources, _ in handheld_stacks([examples / "castle_chenonceau.jpg"], 256, seed=1)
+        if kind == "multi-focus"
+    }
+    truth, registered = stacks["registered"]
+    _, handheld = stacks["handheld"]
+
+    def psnr(sources, **kwargs):
+        fused = to_tensor(pipe.fuse([to_pil(s) for s in sources], **kwargs))
+        return metrics.reference_metrics(interior(fused), interior(truth))["PSNR_ref"]
+
+    best, aligned, unaligned = psnr(registered), psnr(handheld), psnr(handheld, align=False)
+    assert aligned > unaligned + 8  # unaligned, every edge doubles
+    assert aligned > best - 4.5  # what resampling a moved frame costs; the alignment itself is ~0.05 px off
+
+
+def test_a_subject_that_moved_is_kept_from_the_first_frame(pipe, photo):
+    first, second = photo.clone(), photo.clone()
+    red = torch.tensor([1.0, -1.0, -1.0])[:, None, None]
+    first[..., 60:120, 60:120] = red  # a red subject, at one place in each shot
+    second[..., 250:310, 250:310] = red
+    fused = np.asarray(pipe.fuse([to_pil(first), to_pil(second)]), dtype=np.float32)
+    mixed = np.asarray(pipe.fuse([to_pil(first), to_pil(second)], deghost=False), dtype=np.float32)
+    truth = np.asarray(to_pil(first), dtype=np.float32)
+    where_second = (slice(255, 305), slice(255, 305))
+    assert np.abs(fused[where_second] - truth[where_second]).mean() < 8  # no red ghost where it went
+    assert np.abs(mixed[where_second] - truth[where_second]).mean() > 40  # mixing shows it twice
+    assert fused[70:110, 70:110, 0].mean() > 200  # and it is still where the first frame has it
+
+
+def test_borders_filled_or_cropped(pipe, photo):
+    moved = _moved(photo, _motion(12, 8, 1.0, 1.0, 384))
+    frames = [to_pil(photo), to_pil(moved)]
+    assert pipe.fuse(frames).size == (384, 384)
+    cropped = pipe.fuse(frames, border="crop")
+    assert 300 < cropped.width < 384 and 300 < cropped.height < 384
+    with pytest.raises(ValueError, match="border"):
+        pipe.fuse(frames, border="mirror")
+    with pytest.raises(ValueError, match="tile"):
+        pipe.fuse(frames, tile=8)
+
+
+def test_tiles_agree_with_one_pass_and_any_number_of_frames(pipe, photo):
+    frames = [to_pil(photo)] + [to_pil(_moved(photo, _motion(4 * i, -3 * i, 0.5 * i, 1.0, 384))) for i in (1, 2)]
+    whole = np.asarray(pipe.fuse(frames), dtype=np.int16)
+    tiled = np.asarray(pipe.fuse(frames, tile=128), dtype=np.int16)
+    assert whole.shape == tiled.shape == (384, 384, 3)
+    assert np.abs(whole - tiled).max() <= 2 and (whole != tiled).mean() < 0.01
+
+
+def test_keep_takes_a_source_out_of_the_mix(pipe, photo):
+    sources = torch.stack([photo[0], photo[0].flip(-1)])[None]
+    keep = torch.ones(1, 2, 1, 384, 384)
+    keep[:, 1] = 0
+    _, weights = pipe.generator.fusion_weights(sources, keep=keep)
+    assert torch.equal(weights[:, 1], torch.zeros_like(weights[:, 1]))
+    assert torch.allclose(weights[:, 0], torch.ones_like(weights[:, 0]))
+    with pytest.raises(ValueError, match="keep"):
+        pipe.generator.fusion_weights(sources, keep=keep[..., :10, :10])
+
+
+def test_cli_fuse_aligns_and_crops(examples, tmp_path, photo):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    to_pil(photo).save(a)
+    to_pil(_moved(photo, _motion(10, 6, 0.8, 1.0, 384))).save(b)
+    assert main(["fuse", str(a), str(b), "--border", "crop", "--out", str(tmp_path / "c.png")]) == 0
+    assert Image.open(tmp_path / "c.png").width < 384
+    assert main(["fuse", str(a), str(b), "--no-align", "--no-deghost", "--out", str(tmp_path / "n.png")]) == 0
+    assert Image.open(tmp_path / "n.png").size == (384, 384)
+
+
+def test_handheld_stacks_move_only_the_second_frame(examples):
+    stacks = list(handheld_stacks([examples / "castle_chenonceau.jpg"], 128, seed=0))
+    assert {track for _, track, _, _, _ in stacks} == {"registered", "handheld", "handheld + moving subject"}
+    by_track = {(kind, track): sources for kind, track, _, sources, _ in stacks}
+    # the ceiling (the clean view moved back exactly) is close to the truth, but not equal: resampling costs
+    truth, ceiling = next((t, c) for _, track, t, _, c in stacks if track == "handheld")
+    assert 30 < metrics.reference_metrics(interior(ceiling), interior(truth))["PSNR_ref"] < 60
+    registered, handheld = by_track[("multi-exposure", "registered")], by_track[("multi-exposure", "handheld")]
+    assert torch.equal(registered[0], handheld[0])
+    assert (registered[1] - handheld[1]).abs().mean() > 0.02
+    assert 0 < MARGIN < 0.1
+
+
+def test_eval_handheld_writes_tracks_grid_and_notes(tiny_pipeline_dir, examples, tmp_path):
+    out = tmp_path / "eval"
+    argv = ["eval", "--no-style", "--no-fusion", "--handheld", "--contents", str(examples / "castle_chenonceau.jpg")]
+    assert main([*argv, "--fusion-size", "128", "--model", str(tiny_pipeline_dir), "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())["handheld"]
+    focus = report["multi-focus"]
+    assert set(focus) == {"registered", "handheld", "handheld + moving subject"}
+    for track in focus.values():
+        assert {"ganmoco", "ganmoco, no alignment"} <= set(track)
+        assert all(0 < scores["SSIM_ref"] <= 1 for scores in track.values())
+    assert "ceiling: a sharp frame 2 moved back exactly" in focus["handheld"]
+    # each reference tool is either scored or named in a note
+    for tool in ("align_image_stack + enfuse", "OpenCV ECC + Mertens"):
+        assert tool in focus["handheld"] or any(tool in note for note in report["notes"])
+    assert Image.open(out / "grid_handheld.png").width > 0
+    assert "Handheld stacks" in (out / "metrics.md").read_text()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (20000, 8), (8, 20000)])
+def test_degenerate_frames_fuse_without_alignment(pipe, size):
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(2)]
+    assert pipe.fuse(frames).size == size
+    assert pipe.fuse(frames, border="crop").size == size  # nothing moved: every frame covers everything
