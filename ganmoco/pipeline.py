@@ -498,14 +498,16 @@ class GanMocoPipeline(DiffusionPipeline):
         size = tuple(frames[0].shape[-2:])
         if min(size) < MIN_ALIGN_SIDE:  # a strip or a thumbnail: nothing to align on, no region to call a ghost
             align = deghost = False
-        small = [_shrunk(f.float().div_(127.5).sub_(1), ALIGN_SIDE) for f in frames]
-        thetas = register(small) if align else [IDENTITY.clone() for _ in frames]
-        keep_small, covered = self._keep_maps(small, thetas, deghost)
+        thetas, keep_small, covered = [IDENTITY.clone() for _ in frames], None, None
+        if align or deghost:  # registered frames taken as they are need no small copies at all
+            small = [_shrunk(f.float().div_(127.5).sub_(1), ALIGN_SIDE) for f in frames]
+            thetas = register(small) if align else thetas
+            keep_small, covered = self._keep_maps(small, thetas, deghost)
         if tile is None:  # the head's features of every frame are held at once: memory grows with frames x pixels
             fits = size[0] * size[1] * len(frames) <= FUSE_TILE_PIXELS
             tile = False if fits else max(256, math.isqrt(FUSE_TILE_PIXELS // len(frames)))
         fused = self._fuse_tiles(frames, thetas, keep_small, FUSION_TASKS.index(task), size, int(tile or 0))
-        if border == "crop":
+        if border == "crop" and covered is not None:  # unmoved frames cover everything: nothing to crop
             y0, y1, x0, x1 = common_box(covered)
             sy, sx = size[0] / covered.shape[0], size[1] / covered.shape[1]
             box = (math.ceil(x0 * sx), math.ceil(y0 * sy), math.floor(x1 * sx), math.floor(y1 * sy))
