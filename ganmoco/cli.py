@@ -1,4 +1,4 @@
-"""`ganmoco` command line: stylize, fuse, upscale, save-preset, video, eval, export-onnx, fetch-weights.
+"""`ganmoco` command line: stylize, fuse, upscale, presets, save-preset, video, eval, export-onnx, fetch-weights.
 
 Exit codes: 0 success; 2 bad input or usage (one `error:` line on stderr); 1 internal error (one line, and
 `--debug` shows the traceback). No partial output file is ever left behind.
@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2 or 4: the output is scale x the input")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("presets", help="list the model's filter presets (name, then file), for --preset")
+    p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
 
     p = sub.add_parser("save-preset", help="save the (blended) code of style images as a named preset")
     p.add_argument("name")
@@ -307,6 +310,10 @@ def run(args: argparse.Namespace) -> int:
         from .export import export_onnx
 
         print(export_onnx(_load_pipeline(args.model).generator, out))
+        return 0
+    if args.command == "presets":
+        for name, path in sorted(_load_pipeline(args.model).presets.items()):
+            print(f"{name}\t{path}")
         return 0
     if args.command == "save-preset":
         _check_weights(args.weights, len(args.style), "--style images")

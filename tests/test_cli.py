@@ -99,6 +99,9 @@ def test_save_preset_then_stylize_with_it(tiny_pipeline_dir, examples, tmp_path)
     r = run_cli("save-preset", "starry", "--style", examples / "van_gogh_starry_night.jpg", "--model", model)
     assert r.returncode == 0, r.stderr
     assert (model / "presets" / "starry.safetensors").is_file()
+    listed = run_cli("presets", "--model", model)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [f"starry\t{model / 'presets' / 'starry.safetensors'}"]
     out = tmp_path / "out.png"
     r = run_cli("stylize", examples / "bird_owl.jpg", "--preset", "starry", "--model", model, "--out", out)
     assert r.returncode == 0, r.stderr
