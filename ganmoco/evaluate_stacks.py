@@ -93,12 +93,16 @@ def handheld_stacks(images: list[Path], size: int, seed: int):
                 rng = np.random.default_rng([seed, index, 7])
                 theta = hand_motion(rng, kind)
                 first_scene, second_scene = _with_subject(clean, rng)
+                # the same focus planes and exposures for every scene (one camera); the registered and
+                # hand-held tracks share the clean scene's pair
+                clean_pair, first_pair, second_pair = [
+                    synthetic_fusion_pair(scene[0], kind, np.random.default_rng([seed, index]), shape)
+                    for scene in (clean, first_scene, second_scene)
+                ]
                 for track in TRACKS:
-                    scenes = (first_scene, second_scene) if track.endswith("subject") else (clean, clean)
-                    # the same focus planes and exposures for both scenes: one camera, two shots
-                    first = synthetic_fusion_pair(scenes[0][0], kind, np.random.default_rng([seed, index]), shape)
-                    second = synthetic_fusion_pair(scenes[1][0], kind, np.random.default_rng([seed, index]), shape)
-                    moved = second[1:2]
+                    subject = track.endswith("subject")
+                    first = first_pair if subject else clean_pair
+                    moved = (second_pair if subject else clean_pair)[1:2]
                     if track != "registered":
                         grid = _grid(theta, moved)
                         moved = F.grid_sample(moved, grid, mode="bicubic", padding_mode="border", align_corners=False)
@@ -110,7 +114,7 @@ def handheld_stacks(images: list[Path], size: int, seed: int):
                         inverse = torch.linalg.inv(torch.cat([theta[0], torch.tensor([[0.0, 0.0, 1.0]])]))[:2][None]
                         ceiling = sample(seen, inverse, (0, size, 0, size), (size, size))[0]
                     sources = [down(first[0:1]).clamp(-1, 1), down(moved).clamp(-1, 1)]
-                    yield kind, track, down(scenes[0]), sources, ceiling
+                    yield kind, track, down(first_scene if subject else clean), sources, ceiling
 
 
 def interior(x: torch.Tensor) -> torch.Tensor:
