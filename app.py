@@ -213,8 +213,9 @@ def video(clip, style, strength=1.0, preserve_color=False, stroke_scale="auto", 
         ) from None
 
 
-def upscale(image, scale="4", progress=gr.Progress()):
-    """The upscaled image, and (bicubic, upscaled) for the before/after slider."""
+def upscale(image, scale="4", mode="sharpen", progress=gr.Progress()):
+    """The upscaled image, and (bicubic, upscaled) for the before/after slider. `mode`: "sharpen", or "clean up
+    JPEG and noise" (the upscaler's denoise strength 1)."""
     photo = _image(image, "an image")
     factor = int(scale)
     width, height = photo.width * factor, photo.height * factor
@@ -225,7 +226,7 @@ def upscale(image, scale="4", progress=gr.Progress()):
         )
     progress(0.2, desc=f"upscaling x{factor}")
     try:
-        result = pipeline().upscale(photo, scale=factor)
+        result = pipeline().upscale(photo, scale=factor, denoise=1.0 if mode.startswith("clean") else 0.0)
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
     return result, (photo.resize(result.size, Image.BICUBIC), result)
@@ -386,13 +387,16 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                         label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="upscale-in"
                     )
                     uscale = gr.Radio(["2", "4"], value="4", label="Scale (x)", elem_id="upscale-scale")
+                    umode = gr.Radio(
+                        ["sharpen", "clean up JPEG and noise"], value="sharpen", label="Mode", elem_id="upscale-mode"
+                    )
                     urun = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
                 with gr.Column():
                     ucompare = gr.ImageSlider(
                         label="Bicubic | ganmoco (drag to compare)", type="pil", format="png", elem_id="upscale-compare"
                     )
                     uout = gr.Image(label="Upscaled", type="pil", format="png", elem_id="upscale-out")
-            urun.click(upscale, [uin, uscale], [uout, ucompare], api_name="upscale")
+            urun.click(upscale, [uin, uscale, umode], [uout, ucompare], api_name="upscale")
             gr.Examples(
                 examples=[[str(EXAMPLES / "bird_owl.jpg"), "2"], [str(EXAMPLES / "castle_chambord.jpg"), "4"]],
                 inputs=[uin, uscale],

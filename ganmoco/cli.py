@@ -14,7 +14,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from .files import atomic_output
 from .images import ImageError, load_image
 from .tasks import FUSION_TASKS
 
@@ -37,12 +36,6 @@ def _output_path(out: str) -> Path:
     return path
 
 
-def save_atomically(image: Image.Image, path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: a failure never leaves a partial file."""
-    with atomic_output(path, path.suffix) as tmp:
-        image.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
-
-
 def _check_weights(weights: list[float] | None, count: int, what: str) -> None:
     if weights is not None and len(weights) != count:
         raise UsageError(f"--weights has {len(weights)} values for {count} {what}")
@@ -63,6 +56,16 @@ def _style_scale(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f'expected "auto" or a number, got {text!r}') from None
 
 
+def _unit_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def _style_scale_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--style-scale",
@@ -72,13 +75,20 @@ def _style_scale_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("several inputs (a folder of outputs; also under accelerate launch -m ganmoco)")
+    group.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip)")
+    group.add_argument("--format", help="write outputs as this format (png, jpg, webp ...; default: the input's)")
+    group.add_argument("--batch-size", type=int, default=4, help="images of one size run through the model at once")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ganmoco", description="GAN-MoCo style transfer and image fusion")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("stylize", help="stylize a photo with one or more style images")
-    p.add_argument("content")
+    p = sub.add_parser("stylize", help="stylize photos (files or folders) with one or more style images")
+    p.add_argument("content", nargs="+", help="a photo; or several, or folders of them (then --out is a folder)")
     p.add_argument("--style", action="append", default=[], help="a style image; repeat to blend several")
     p.add_argument("--preset", action="append", default=[], help="a saved style code of the model (see save-preset)")
     p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style, then per --preset")
@@ -88,21 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     _style_scale_option(p)
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
+    _batch_options(p)
 
     p = sub.add_parser("fuse", help="fuse 2 or more images of one scene, aligned onto the first")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="the frames, the first the reference; or one folder of stack folders")
     p.add_argument("--task", choices=FUSION_TASKS, default="general")
     p.add_argument("--no-align", action="store_true", help="the frames are registered: do not align them")
     p.add_argument("--no-deghost", action="store_true", help="mix the frames even where something moved")
     p.add_argument("--border", choices=("fill", "crop"), default="fill", help="crop: keep only what every frame covers")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
+    _batch_options(p)
 
-    p = sub.add_parser("upscale", help="upscale an image 2x or 4x (super-resolution)")
-    p.add_argument("input")
+    p = sub.add_parser("upscale", help="upscale images 2x or 4x (super-resolution)")
+    p.add_argument("input", nargs="+", help="an image; or several, or folders of them (then --out is a folder)")
     p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2 or 4: the output is scale x the input")
+    p.add_argument(
+        "--denoise",
+        type=_unit_number,
+        help="0..1: 0 (the default) sharpens; 1 cleans up a photo's JPEG blocks and noise instead (smoother; the "
+        "bundled model has it)",
+    )
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
+    _batch_options(p)
 
     p = sub.add_parser("presets", help="list the model's filter presets (name, then file), for --preset")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
@@ -138,9 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov)")
 
-    p = sub.add_parser("export-onnx", help="write the generator's style-transfer path as ONNX (dynamic H x W)")
+    p = sub.add_parser(
+        "export-onnx",
+        help="write the generator's style-transfer path as ONNX (dynamic H x W), and with --code-out the style "
+        "code it takes",
+    )
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--code-out", help="a .npy file for the (1, d) float32 code of --style / --preset")
+    p.add_argument("--style", action="append", default=[], help="a style image for --code-out; repeat to blend")
+    p.add_argument("--preset", action="append", default=[], help="a preset of the model for --code-out")
+    p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style, then per --preset")
+    _style_scale_option(p)
 
     p = sub.add_parser("eval", help="measure the model and the baselines on held-out images (JSON + PNG grids)")
     p.add_argument("--contents", nargs="+", required=True, help="content images or folders of them")
@@ -187,10 +215,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--upscale",
         action="store_true",
-        help="add the super-resolution section: x2 and x4 of --contents (centre crops, bicubic-downscaled) against "
-        "bicubic, Lanczos and ESRGAN-thick, PSNR/SSIM on Y",
+        help="add the super-resolution section: x2 and x4 of --contents (centre crops made small on each "
+        "--upscale-tracks) against bicubic, Lanczos and ESRGAN-thick, PSNR/SSIM on Y and a VGG distance",
+    )
+    p.add_argument(
+        "--upscale-scales", type=int, nargs="+", choices=(2, 4), default=[2, 4], help="the scales to measure"
+    )
+    p.add_argument(
+        "--upscale-tracks",
+        nargs="+",
+        default=None,
+        metavar="TRACK",
+        help="how the small images are made (default: all): clean (bicubic), area, area+jpeg70, area+noise3+jpeg80, "
+        "blur+jpeg75",
     )
     p.add_argument("--upscale-size", type=int, default=512, help="side of the high-resolution centre crops")
+    p.add_argument(
+        "--upscale-real",
+        nargs="+",
+        default=[],
+        metavar="IMAGE",
+        help="real low-resolution photos (no original to score): grid_upscale_real.png shows a crop of each at x4 "
+        "by every method (and every --compare model)",
+    )
     p.add_argument(
         "--no-upscale-reference",
         action="store_true",
@@ -237,11 +284,19 @@ def _eval(args) -> int:
         raise UsageError("--max-side and --fusion-size must be at least 64")
     if args.gatys_pairs < 0 or args.gatys_steps < 1:
         raise UsageError("--gatys-pairs must be >= 0 and --gatys-steps >= 1")
-    if args.no_style and args.no_fusion and not (args.video or args.upscale or args.handheld or args.real_stacks):
+    extra = args.video or args.upscale or args.upscale_real or args.handheld or args.real_stacks
+    if args.no_style and args.no_fusion and not extra:
         raise UsageError("--no-style and --no-fusion leave nothing to measure")
     if args.upscale_size < 64:
         raise UsageError("--upscale-size must be at least 64")
+    from .degrade import TRACKS
+
+    tracks = tuple(dict.fromkeys(args.upscale_tracks or TRACKS))
+    unknown = [t for t in tracks if t not in TRACKS]
+    if unknown:
+        raise UsageError(f"unknown --upscale-tracks {', '.join(unknown)}; choose from {', '.join(TRACKS)}")
     contents = _images(args.contents, "--contents")
+    real = _images(args.upscale_real, "--upscale-real") if args.upscale_real else []
     if not args.no_style or args.video:
         if not args.styles:
             raise UsageError("--styles is required for the style-transfer and video sections")
@@ -284,9 +339,21 @@ def _eval(args) -> int:
             report["handheld"] = evaluate_stacks.evaluate_handheld(pipe, fusion, args.fusion_size, args.seed, out)
         if args.real_stacks:
             report["real_stacks"] = evaluate_stacks.evaluate_real(pipe, cache_dir() / "real-stacks", out)
+    others = {name: _load_pipeline(model) for name, model in compare.items()} if args.upscale or real else {}
     if args.upscale:
         report["upscale"] = evaluate.evaluate_upscale(
-            pipe, contents, args.upscale_size, reference=not args.no_upscale_reference, out_dir=out
+            pipe,
+            contents,
+            args.upscale_size,
+            reference=not args.no_upscale_reference,
+            out_dir=out,
+            scales=tuple(sorted(set(args.upscale_scales))),
+            tracks=tracks,
+            compare=others,
+        )
+    if real:
+        evaluate.real_upscale_grid(
+            pipe, real, out / "grid_upscale_real.png", reference=not args.no_upscale_reference, compare=others
         )
     print(evaluate.write_report(report, out))
     print(evaluate.markdown(report))
@@ -307,9 +374,21 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.suffix != ".onnx" or not out.parent.is_dir():
             raise UsageError(f"--out must be a .onnx file in an existing folder, got {args.out!r}")
-        from .export import export_onnx
+        count = len(args.style) + len(args.preset)
+        code_out = Path(args.code_out) if args.code_out else None
+        if (code_out is None) != (count == 0):
+            raise UsageError("--code-out and --style / --preset go together (the code of those styles)")
+        if code_out is not None and (code_out.suffix != ".npy" or not code_out.parent.is_dir()):
+            raise UsageError(f"--code-out must be a .npy file in an existing folder, got {args.code_out!r}")
+        _check_weights(args.weights, count, "styles and presets")
+        styles = [load_image(s) for s in args.style]
+        from .export import export_onnx, save_code
 
-        print(export_onnx(_load_pipeline(args.model).generator, out))
+        pipe = _load_pipeline(args.model)
+        print(export_onnx(pipe.generator, out))
+        if code_out is not None:
+            styles += [pipe.preset(name) for name in args.preset]
+            print(save_code(pipe.blend_codes(styles, args.weights, args.style_scale), code_out))
         return 0
     if args.command == "presets":
         for name, path in sorted(_load_pipeline(args.model).presets.items()):
@@ -324,6 +403,8 @@ def run(args: argparse.Namespace) -> int:
         return _video(args)
     if args.command == "eval":
         return _eval(args)
+    if _several(args):
+        return _batch(args)
     out = _output_path(args.out)
     # every input is read before the model loads, so bad input fails fast
     if args.command == "stylize":
@@ -331,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
         if count == 0:
             raise UsageError("give at least one --style image or --preset")
         _check_weights(args.weights, count, "styles and presets")
-        content, styles = load_image(args.content), [load_image(s) for s in args.style]
+        content, styles = load_image(args.content[0]), [load_image(s) for s in args.style]
         masks = [load_image(m) for m in args.mask or []]
         pipe = _load_pipeline(args.model)
         result = pipe.stylize(
@@ -344,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
             style_scale=args.style_scale,
         )
     elif args.command == "upscale":
-        result = _load_pipeline(args.model).upscale(load_image(args.input), scale=args.scale)
+        result = _load_pipeline(args.model).upscale(load_image(args.input[0]), scale=args.scale, denoise=args.denoise)
     else:
         if len(args.images) < 2:
             raise UsageError(f"fuse needs at least 2 images, got {len(args.images)}")
@@ -352,9 +433,93 @@ def run(args: argparse.Namespace) -> int:
         result = _load_pipeline(args.model).fuse(
             images, task=args.task, align=not args.no_align, deghost=not args.no_deghost, border=args.border
         )
-    save_atomically(result, out)
+    from .batch import save
+
+    save(result, out)
     print(out)
     return 0
+
+
+def _several(args) -> bool:
+    """Whether a stylize / upscale / fuse call is a batch: several photos or a folder of them, or for fuse one
+    folder (of stacks). One photo (or, for fuse, 2+ frames) is the single-image call writing --out itself."""
+    if args.command == "fuse":
+        return len(args.images) == 1 and Path(args.images[0]).is_dir()
+    inputs = {"stylize": "content", "upscale": "input"}.get(args.command)
+    return inputs is not None and (len(getattr(args, inputs)) > 1 or Path(getattr(args, inputs)[0]).is_dir())
+
+
+def _batch(args) -> int:
+    from . import batch
+
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out must be a folder for several inputs, and {args.out!r} is a file")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.command == "stylize":
+        count = len(args.style) + len(args.preset)
+        if count == 0:
+            raise UsageError("give at least one --style image or --preset")
+        if args.mask:
+            raise UsageError("--mask fits one content image; stylize several without it")
+        _check_weights(args.weights, count, "styles and presets")
+        jobs = batch.image_jobs(args.content, out_dir, args.format)
+        styles = [load_image(s) for s in args.style]
+    elif args.command == "upscale":
+        jobs = batch.image_jobs(args.input, out_dir, args.format)
+    else:
+        jobs = batch.stack_jobs(args.images[0], out_dir, args.format)
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import gather_object, parse_flag_from_env
+
+    # as Accelerator does: without this, processes launched on a CPU-only machine each think they are alone
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.accelerator.is_available())
+    pipe = _load_pipeline(args.model)
+    if state.device.type != "cpu":
+        pipe.to(state.device)
+    if args.command == "stylize":
+        styles += [pipe.preset(name) for name in args.preset]
+
+        def work(loaded):
+            return pipe.stylize(
+                [sources[0] for sources in loaded],
+                styles,
+                weights=args.weights,
+                strength=args.strength,
+                preserve_color=args.preserve_color,
+                style_scale=args.style_scale,
+            )
+    elif args.command == "upscale":
+
+        def work(loaded):
+            return pipe.upscale([sources[0] for sources in loaded], scale=args.scale, denoise=args.denoise)
+    else:
+
+        def work(loaded):
+            options = {"align": not args.no_align, "deghost": not args.no_deghost, "border": args.border}
+            return [pipe.fuse(frames, task=args.task, **options) for frames in loaded]
+
+    summary = batch.run(
+        jobs,
+        work,
+        batch_size=1 if args.command == "fuse" else args.batch_size,
+        overwrite=args.overwrite,
+        unit="stack" if args.command == "fuse" else "image",
+        split=state.split_between_processes if state.num_processes > 1 else None,
+        show_progress=state.is_local_main_process,
+    )
+    if state.num_processes > 1:  # each process's own share, then the whole on the main process
+        unit = "stacks" if args.command == "fuse" else "images"
+        print(f"process {state.process_index + 1}/{state.num_processes}: {summary.line(unit)}", file=sys.stderr)
+    total = batch.Summary()
+    for part in gather_object([summary]) if state.num_processes > 1 else [summary]:
+        total.done, total.skipped = total.done + part.done, total.skipped + part.skipped
+        total.failed += part.failed
+    if state.is_main_process:
+        print(f"{out_dir}: {total.line('stacks' if args.command == 'fuse' else 'images')}")
+    return 2 if total.failed else 0
 
 
 def _video(args) -> int:

@@ -6,17 +6,19 @@ goes through `load_image`, which either returns an RGB PIL image or raises `Imag
 
 from __future__ import annotations
 
-import io
+import math
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 
+from .degrade import second_order
 from .images import (  # noqa: F401 - re-exported: the loading half of the pixel convention
     DECODE_ERRORS,
+    IMAGE_EXTENSIONS,
     MAX_IMAGE_PIXELS,
     ImageError,
     ImageInput,
@@ -43,15 +45,20 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def load_mask(src: ImageInput, size: tuple[int, int]) -> torch.Tensor:
-    """A mask image -> (1, 1, H, W) float in [0, 1] at `size` (width, height); white selects."""
-    image = load_image(src).convert("L").resize(size, Image.BILINEAR)
+def load_mask(src: ImageInput, size: tuple[int, int], photo: tuple[int, int] | None = None) -> torch.Tensor:
+    """A mask image -> (1, 1, H, W) float in [0, 1] at `size` (width, height); white selects. `photo`: the size
+    of the photo it masks: the mask must be that size or a scaled copy (its shape within 2 %)."""
+    image = load_image(src)
+    if photo is not None and abs(math.log((image.width * photo[1]) / (image.height * photo[0]))) > 0.02:
+        raise ImageError(
+            f"the mask is {image.width}x{image.height} but the photo {photo[0]}x{photo[1]}: give a mask of the "
+            "photo's size (or a scaled copy of that shape)"
+        )
+    image = image.convert("L").resize(size, Image.BILINEAR)
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None, None]
 
 
 # -- training data -----------------------------------------------------------------------------------------
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
 def find_images(root: str | os.PathLike, log=print) -> tuple[list[Path], int]:
@@ -236,35 +243,12 @@ class SyntheticFusionDataset(ImageDataset):
         return synthetic_fusion_pair(x, kind, rng, degrade=True), task, x
 
 
-UPSCALE_RESAMPLING = (Image.BICUBIC, Image.BOX, Image.BILINEAR, Image.LANCZOS)
-
-
-def downscale(image: Image.Image, scale: int, rng: np.random.Generator | None = None) -> Image.Image:
-    """`image` at 1/scale of its size. Without rng: the plain bicubic downscale that super-resolution is
-    measured on. With rng (training), half the time that, half the time a realistic low-resolution photo:
-    mild optical blur, a random resampling filter, a little sensor noise and JPEG at quality 60-95."""
-    size = (max(1, image.width // scale), max(1, image.height // scale))
-    if rng is None or rng.random() < 0.5:
-        return image.resize(size, Image.BICUBIC)
-    if rng.random() < 0.5:
-        image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.1, 0.3)) * scale))
-    image = image.resize(size, UPSCALE_RESAMPLING[int(rng.integers(len(UPSCALE_RESAMPLING)))])
-    if rng.random() < 0.3:
-        arr = np.asarray(image, dtype=np.float32)
-        arr = arr + rng.standard_normal(arr.shape).astype(np.float32) * float(rng.uniform(0.5, 3.0))
-        image = Image.fromarray(arr.clip(0, 255).round().astype(np.uint8), "RGB")
-    if rng.random() < 0.5:
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=int(rng.integers(60, 96)))
-        image = Image.open(buffer).convert("RGB")
-    return image
-
-
 class UpscaleDataset(ImageDataset):
-    """(low x2 (3, R/4, R/4), its high-res (3, R/2, R/2), low x4 (3, R/4, R/4), its high-res (3, R, R)) from
+    """(low x2 (3, R/4, R/4), its high-res (3, R/2, R/2), low x4 (3, R/4, R/4), its high-res (3, R, R), their
+    denoise strengths (2,): 0 clean, 1 degraded) from
     content photos: a crop near the photo's own resolution (1-1.5x the side R, so the detail is the camera's,
     not a resize's) for x4, a random half of it for x2 (both low-res inputs the same size, so the two scales
-    cost the same), degraded by `downscale` with the item's own generator."""
+    cost the same), each made small by `degrade.second_order` with the item's own generator."""
 
     def __init__(self, paths, resolution, seed):
         if resolution % 4:
@@ -285,8 +269,9 @@ class UpscaleDataset(ImageDataset):
         half = r // 2
         left, top = (int(v) for v in rng.integers(0, half + 1, size=2))
         hr2 = hr.crop((left, top, left + half, top + half))
-        low2, low4 = downscale(hr2, 2, rng), downscale(hr, 4, rng)
-        return to_tensor(low2)[0], to_tensor(hr2)[0], to_tensor(low4)[0], to_tensor(hr)[0]
+        (low2, level2), (low4, level4) = second_order(hr2, 2, rng), second_order(hr, 4, rng)
+        levels = torch.tensor([level2, level4])
+        return to_tensor(low2)[0], to_tensor(hr2)[0], to_tensor(low4)[0], to_tensor(hr)[0], levels
 
 
 class FusionFolderDataset(torch.utils.data.Dataset):

@@ -7,8 +7,10 @@ crops), fused by ganmoco (the default call and the call naming the kind) and by 
 max-abs, Laplacian-pyramid max-abs, Mertens exposure fusion), scored without and with the clean reference
 (luminance PSNR / SSIM); the clean photo itself is scored too ("reference" row: what a perfect fusion gets on
 the no-reference metrics, several of which reward raw contrast or averaging rather than fidelity).
-Super-resolution: centre crops of the content photos at their own resolution, bicubic-downscaled by 2 and 4 and
-upscaled back by ganmoco, bicubic, Lanczos and ESRGAN-thick, PSNR / SSIM of the Y channel (8-px border cropped).
+Super-resolution: centre crops of the content photos at their own resolution, made small by 2 and 4 on each
+track of `ganmoco.degrade.TRACKS` (clean bicubic; area + JPEG; area + noise + JPEG; blur + JPEG) and upscaled
+back by ganmoco, bicubic, Lanczos and ESRGAN-thick: PSNR / SSIM of the Y channel (8-px border cropped) and a VGG
+feature distance to the original.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from . import baselines, metrics
+from . import baselines, degrade, metrics
 from .data import FOCUS_SHAPES, fit_within, load_image, synthetic_fusion_pair, to_pil, to_tensor
 
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -175,57 +177,124 @@ def upscale_crops(images: list[Path], size: int):
 
 
 def evaluate_upscale(
-    pipe, images: list[Path], size: int = 512, scales=(2, 4), reference: bool = True, out_dir: Path | None = None
+    pipe,
+    images: list[Path],
+    size: int = 512,
+    scales=(2, 4),
+    reference: bool = True,
+    out_dir: Path | None = None,
+    tracks=tuple(degrade.TRACKS),
+    compare: dict | None = None,
 ) -> dict:
-    """Per scale, the mean PSNR_Y / SSIM_Y of every method over the photos and its seconds per image, and the
-    per-photo scores. With `out_dir`, grid_upscale.png: a zoomed crop of the first photo at x4 per method."""
+    """Per scale and degradation track (`ganmoco.degrade.TRACKS`; the key is "x4" for the clean track, "x4
+    area+jpeg70" for the others), the mean PSNR_Y / SSIM_Y / VGG distance (metrics.content_distance: LPIPS-like,
+    0 = same) of every method (`compare`: more name -> pipeline) over the photos, its seconds per image, and the
+    per-photo scores. With
+    `out_dir`, grid_upscale.png (a zoomed crop of the first photo per method, x4 clean) and
+    grid_upscale_degraded.png (the same for each degraded track at x4, one row a track)."""
     import time
 
+    from .models.features import FeatureExtractor
+
+    vgg = FeatureExtractor("vgg16", layers=metrics.CONTENT_LAYERS)
     report, firsts = {}, {}
     crops = list(upscale_crops(images, size))  # read once for every scale
+    targets = [vgg(to_tensor(high)) for _, high in crops]
     for scale in scales:
         methods = {
             "ganmoco": lambda im, s=scale: pipe.upscale(im, scale=s),
+            # a denoising head's other mode: clean up JPEG and noise
+            **(
+                {"ganmoco denoise=1": lambda im, s=scale: pipe.upscale(im, scale=s, denoise=1.0)}
+                if getattr(pipe.generator.config, "upscale_denoise", False)
+                else {}
+            ),
+            **{name: (lambda im, s=scale, o=other: o.upscale(im, scale=s)) for name, other in (compare or {}).items()},
             "bicubic": lambda im, s=scale: baselines.resample_upscale(im, s, "bicubic"),
             "lanczos": lambda im, s=scale: baselines.resample_upscale(im, s, "lanczos"),
         }
         if reference:
             methods["esrgan-thick"] = baselines.EsrganThick(scale)
-        rows: dict[str, list[dict]] = {name: [] for name in methods}
-        for index, (name, high) in enumerate(tqdm(crops, desc=f"eval upscale x{scale}", unit="image")):
-            low = high.resize((high.width // scale, high.height // scale), Image.BICUBIC)
-            for method, upscale in methods.items():
-                start = time.perf_counter()
-                out = upscale(low)
-                seconds = time.perf_counter() - start
-                rows[method].append({"image": name, **metrics.upscale_metrics(out, high), "seconds": seconds})
+        for track in tracks:
+            rows: dict[str, list[dict]] = {name: [] for name in methods}
+            for index, (name, high) in enumerate(tqdm(crops, desc=f"eval upscale x{scale} {track}", unit="image")):
+                low = degrade.degrade(high, scale, track, seed=index)
+                for method, upscale in methods.items():
+                    start = time.perf_counter()
+                    out = upscale(low)
+                    seconds = time.perf_counter() - start
+                    with torch.no_grad():
+                        distance = metrics.content_distance(vgg(to_tensor(out)), targets[index])
+                    scores = {**metrics.upscale_metrics(out, high), "VGG_dist": distance}
+                    rows[method].append({"image": name, **scores, "seconds": seconds})
+                    if index == 0 and scale == max(scales):
+                        firsts.setdefault(track, {"input (nearest)": low.resize(high.size, Image.NEAREST)})
+                        firsts[track][method] = out
                 if index == 0 and scale == max(scales):
-                    firsts.setdefault("original", high)
-                    firsts[method] = out
-        report[f"x{scale}"] = {
-            method: {
-                "PSNR_Y": _mean(r, "PSNR_Y"),
-                "SSIM_Y": _mean(r, "SSIM_Y"),
-                "seconds": _mean(r, "seconds"),
-                "images": r,
+                    firsts[track]["original"] = high
+            report[f"x{scale}" if track == "clean" else f"x{scale} {track}"] = {
+                method: {key: _mean(r, key) for key in ("PSNR_Y", "SSIM_Y", "VGG_dist", "seconds")} | {"images": r}
+                for method, r in rows.items()
             }
-            for method, r in rows.items()
-        }
     if out_dir is not None and firsts:
-        save_upscale_grid(firsts, out_dir / "grid_upscale.png")
+        if "clean" in firsts:
+            clean = {k: v for k, v in firsts["clean"].items() if k != "input (nearest)"}
+            save_upscale_grid(clean, out_dir / "grid_upscale.png")
+        degraded = {track: row for track, row in firsts.items() if track != "clean"}
+        if degraded:
+            save_upscale_rows(degraded, out_dir / "grid_upscale_degraded.png")
     return report
 
 
-def save_upscale_grid(images: dict[str, Image.Image], path: Path, crop: int = 160, zoom: int = 2):
-    """The centre `crop` pixels of each upscaled image, zoomed (nearest) and labelled, side by side."""
+def real_upscale_grid(
+    pipe, images: list[Path], path: Path, scale: int = 4, crop: int = 96, reference: bool = True, compare=None
+) -> None:
+    """Real low-resolution photos (a web JPEG, a camera's) have no original to score against: one row per photo of
+    the same centre crop (`crop` input pixels) upscaled x`scale` by each method (`compare`: more name ->
+    pipeline), written to `path` to look at."""
+    methods = {
+        "bicubic": lambda im: baselines.resample_upscale(im, scale, "bicubic"),
+        "ganmoco": lambda im: pipe.upscale(im, scale=scale),
+    }
+    if getattr(pipe.generator.config, "upscale_denoise", False):
+        methods["ganmoco denoise=1"] = lambda im: pipe.upscale(im, scale=scale, denoise=1.0)
+    methods |= {name: (lambda im, o=other: o.upscale(im, scale=scale)) for name, other in (compare or {}).items()}
+    if reference:
+        methods["esrgan-thick"] = baselines.EsrganThick(scale)
+    rows = {}
+    for source in images:
+        image = load_image(source)
+        left, top = max(0, (image.width - crop) // 2), max(0, (image.height - crop) // 2)
+        piece = image.crop((left, top, left + crop, top + crop))
+        rows[Path(source).name] = {name: method(piece) for name, method in methods.items()}
+    save_upscale_rows(rows, path, crop=crop * scale, zoom=1)
+
+
+def upscale_crop_row(images: dict[str, Image.Image], crop: int = 160, zoom: int = 2, title: str = "") -> Image.Image:
+    """The centre `crop` pixels of each image, zoomed (nearest) and labelled, side by side (`title` before the
+    first label)."""
     cell = crop * zoom
-    grid = Image.new("RGB", (cell * len(images), cell + 20), "white")
-    draw = ImageDraw.Draw(grid)
+    row = Image.new("RGB", (cell * len(images), cell + 20), "white")
+    draw = ImageDraw.Draw(row)
     for j, (name, image) in enumerate(images.items()):
         left, top = (image.width - crop) // 2, (image.height - crop) // 2
         piece = image.crop((left, top, left + crop, top + crop)).resize((cell, cell), Image.NEAREST)
-        grid.paste(piece, (j * cell, 20))
-        draw.text((j * cell + 6, 4), name, fill="black")
+        row.paste(piece, (j * cell, 20))
+        draw.text((j * cell + 6, 4), f"{title}: {name}" if title and j == 0 else name, fill="black")
+    return row
+
+
+def save_upscale_grid(images: dict[str, Image.Image], path: Path, crop: int = 160, zoom: int = 2):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    upscale_crop_row(images, crop, zoom).save(path)
+
+
+def save_upscale_rows(rows: dict[str, dict[str, Image.Image]], path: Path, crop: int = 128, zoom: int = 2):
+    """One `upscale_crop_row` per entry of `rows` (e.g. per degradation track), stacked."""
+    pieces = [upscale_crop_row(images, crop, zoom, title) for title, images in rows.items()]
+    grid = Image.new("RGB", (max(p.width for p in pieces), sum(p.height for p in pieces)), "white")
+    for i, piece in enumerate(pieces):
+        grid.paste(piece, (0, i * piece.height))
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
 
@@ -388,9 +457,11 @@ def markdown(report: dict) -> str:
                 f"| {r['per-frame colour_histogram_distance']:.3f} / {r['video colour_histogram_distance']:.3f} |"
             )
     for scale, methods in report.get("upscale", {}).items():
-        lines += ["", f"| upscale {scale} | PSNR_Y ↑ | SSIM_Y ↑ | s / image |", "| --- | --- | --- | --- |"]
+        lines += ["", f"| upscale {scale} | PSNR_Y ↑ | SSIM_Y ↑ | VGG dist. ↓ | s / image |", "| --- " * 5 + "|"]
         for name, r in methods.items():
-            lines.append(f"| {name} | {r['PSNR_Y']:.2f} | {r['SSIM_Y']:.4f} | {r['seconds']:.2f} |")
+            lines.append(
+                f"| {name} | {r['PSNR_Y']:.2f} | {r['SSIM_Y']:.4f} | {r['VGG_dist']:.3f} | {r['seconds']:.2f} |"
+            )
     for kind, methods in report.get("fusion", {}).items():
         keys = list(next(iter(methods.values())))
         lines += ["", f"| {kind} | " + " | ".join(keys) + " |", "| --- " * (len(keys) + 1) + "|"]

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow's decompression-bomb guard stays on; its warning threshold is treated as an error too, so a
 # hostile file is refused before it is decoded.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 ImageInput = str | os.PathLike | Image.Image | bytes | np.ndarray

@@ -26,6 +26,8 @@ def probe(path: str | os.PathLike) -> tuple[Fraction, int, tuple[int, int]]:
         with av.open(os.fspath(path)) as container:
             if not container.streams.video:
                 raise VideoError(f"'{os.fspath(path)}' has no video stream")
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise VideoError(f"'{os.fspath(path)}' is a still image, not a video (use `ganmoco stylize` for it)")
             stream = container.streams.video[0]
             size = (stream.codec_context.width, stream.codec_context.height)
             rate = stream.average_rate or stream.guessed_rate or Fraction(25)

@@ -137,6 +137,11 @@ def test_numpy_arrays_are_accepted():
 def test_mask_is_resized_and_scaled():
     mask = load_mask(Image.new("L", (10, 10), 255), (4, 2))
     assert mask.shape == (1, 1, 2, 4) and torch.allclose(mask, torch.ones_like(mask))
+    # against its photo: the same size or a scaled copy of that shape; another shape is refused
+    assert load_mask(Image.new("L", (320, 240), 255), (80, 60), photo=(640, 480)).shape == (1, 1, 60, 80)
+    assert load_mask(Image.new("L", (641, 480), 255), (80, 60), photo=(640, 480)).shape == (1, 1, 60, 80)
+    with pytest.raises(ImageError, match="the mask is 300x300 but the photo 640x480"):
+        load_mask(Image.new("L", (300, 300), 255), (80, 60), photo=(640, 480))
 
 
 @pytest.mark.parametrize("shape", ["half", "disc", "depth"])

@@ -39,6 +39,7 @@ def outputs(pipe: GanMocoPipeline) -> dict:
         ],
         "fuse": lambda: [pipe.fuse([_small("focus_near.jpg"), _small("focus_far.jpg")])],
         "upscale_x4": lambda: [pipe.upscale(_small("bird_owl.jpg", (64, 48)), scale=4)],
+        "upscale_x4_denoise": lambda: [pipe.upscale(_small("bird_owl.jpg", (64, 48)), scale=4, denoise=1)],
         "video_frame": lambda: list(pipe.stylize_frames(frames, style, consistency=0.9, motion_blend=0.0)),
         "video_motion": lambda: list(pipe.stylize_frames(panned, style)),  # carried over, contrast kept
     }
@@ -50,7 +51,17 @@ def pipe():
 
 
 @pytest.mark.parametrize(
-    "name", ["stylize", "stylize_tiled", "stylize_blend_mask", "fuse", "upscale_x4", "video_frame", "video_motion"]
+    "name",
+    [
+        "stylize",
+        "stylize_tiled",
+        "stylize_blend_mask",
+        "fuse",
+        "upscale_x4",
+        "upscale_x4_denoise",
+        "video_frame",
+        "video_motion",
+    ],
 )
 def test_bundled_model_outputs_are_unchanged(pipe, name):
     for i, image in enumerate(outputs(pipe)[name]()):

@@ -263,10 +263,19 @@ def test_style_scale_paints_larger_patterns_and_auto_picks_per_style(examples):
             pipe.stylize(photo, rings, style_scale=bad)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 300), (2000, 2), (17, 9), (40, 33)])
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (2000, 2), (17, 9), (16, 20), (40, 33)])
 def test_tiny_and_extreme_aspect_images(pipe, examples, size):
     content = Image.open(examples / "bird_owl.jpg").convert("RGB").resize(size)
-    assert pipe.stylize(content, examples / "van_gogh_bridge.jpg").size == size
+    if min(size) >= 16:
+        assert pipe.stylize(content, examples / "van_gogh_bridge.jpg").size == size
+    else:  # no stroke fits: one sentence naming the minimum, for one photo, a list or video frames alike
+        for call in (
+            lambda: pipe.stylize(content, examples / "van_gogh_bridge.jpg"),
+            lambda: pipe.stylize([examples / "bird_duck.jpg", content], examples / "van_gogh_bridge.jpg"),
+            lambda: list(pipe.stylize_frames([content], examples / "van_gogh_bridge.jpg")),
+        ):
+            with pytest.raises(ImageError, match=f"at least 16 px on its shorter side, got {size[0]}x{size[1]}"):
+                call()
     assert pipe.fuse([content, content.transpose(Image.FLIP_LEFT_RIGHT)]).size == size
     if min(size) >= 32:
         assert pipe.stylize(examples / "bird_duck.jpg", content).size == Image.open(examples / "bird_duck.jpg").size

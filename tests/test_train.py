@@ -516,6 +516,21 @@ def test_upscale_head_only_starts_fresh_and_keeps_the_rest(tiny_data, tiny_confi
     assert pipe.upscale(Image.new("RGB", (20, 12), (90, 40, 200)), scale=4).size == (80, 48)
 
 
+def test_a_denoising_upscaler_learns_its_strength(tiny_data, tiny_configs, tmp_path):
+    """With upscale_denoise in the generator's config, the degraded training inputs (strength 1) move the
+    strength's shifts away from zero while the clean ones (strength 0) train the plain head."""
+    config = tmp_path / "g.json"
+    config.write_text(json.dumps({**json.loads(tiny_configs["generator"].read_text()), "upscale_denoise": True}))
+    out = tmp_path / "run"
+    r = _train(
+        _args(tiny_data, {**tiny_configs, "generator": config}, out, "--upscale_ratio", "1", "--fusion_ratio", "0")
+        + ["--max_train_steps", "4", "--learning_rate", "1e-2", "--ema_decay", "0", "--lambda_adv", "0"]
+        + ["--gamma_feature", "0", "--upscale_feature_weight", "0.1"]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _generator_weights(out)["upscaler.denoise"].abs().sum() > 0
+
+
 def test_average_weights_blends_two_pipelines_of_one_lineage(tiny_pipeline_dir, tmp_path, examples):
     """train/average_weights.py: t = 0 is the base bit for bit, 1 the fine-tune, 0.5 the midpoint of every
     weight, and the result loads and paints; models of another architecture are refused with one line."""

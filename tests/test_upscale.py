@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder
+from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder, degrade
 from ganmoco.baselines import RRDN
 from ganmoco.metrics import upscale_metrics
 from ganmoco.weights import convert_tfjs_rrdn
@@ -50,6 +50,40 @@ def test_tiled_equals_untiled(pipe, examples):
     whole = np.asarray(pipe.upscale(photo, scale=2, tile=False), np.int16)
     tiled = np.asarray(pipe.upscale(photo, scale=2, tile=128), np.int16)
     assert np.abs(whole - tiled).max() <= 1
+
+
+def test_the_denoise_strength_of_a_head_that_has_it(pipe, examples, tmp_path):
+    """upscale_denoise: the strength shifts the head (0, the default, is the plain head bit for bit),
+    per image in a list and in tiles alike; a head without it takes 0 only; bad strengths are one-line errors."""
+    torch.manual_seed(1)
+    generator = GanMocoGenerator(**TINY_GENERATOR, upscale_denoise=True)
+    generator.load_state_dict(pipe.generator.state_dict(), strict=False)
+    with torch.no_grad():
+        generator.upscaler.denoise.normal_(std=0.5)
+    both = GanMocoPipeline(generator.eval(), pipe.style_encoder)
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")
+    plain = np.asarray(pipe.upscale(photo, scale=2), np.int16)
+    assert np.array_equal(np.asarray(both.upscale(photo, scale=2, denoise=0), np.int16), plain)
+    assert np.array_equal(np.asarray(both.upscale(photo, scale=2), np.int16), plain)  # 0 is the default
+    cleaned = np.asarray(both.upscale(photo, scale=2, denoise=1.0), np.int16)
+    assert np.abs(cleaned - plain).mean() > 0.5
+    half = np.asarray(both.upscale(photo, scale=2, denoise=0.5), np.int16)
+    assert np.abs(half - plain).mean() < np.abs(cleaned - plain).mean()
+    assert np.abs(np.asarray(both.upscale(photo, scale=2, tile=128, denoise=1), np.int16) - cleaned).max() <= 1
+    assert np.array_equal(np.asarray(both.upscale([photo, photo], scale=2, denoise=0)[1], np.int16), plain)
+    for bad in (-0.1, 1.5, "1", True, float("nan")):
+        with pytest.raises(ValueError, match="denoise must be a number from 0 to 1"):
+            both.upscale(photo, scale=2, denoise=bad)
+    with pytest.raises(ValueError, match="has no denoise strength"):
+        pipe.upscale(photo, scale=2, denoise=1)
+    # saved and loaded, the option and its weights come along
+    both.save_pretrained(tmp_path / "m")
+    again = GanMocoPipeline.from_pretrained(tmp_path / "m")
+    assert np.array_equal(np.asarray(again.upscale(photo, scale=2, denoise=1), np.int16), cleaned)
+    out = tmp_path / "o.png"
+    r = run_cli("upscale", examples / "bird_owl.jpg", "--denoise", "2", "--model", tmp_path / "m", "--out", out)
+    assert_one_error_line(r)
+    assert "--denoise" in r.stderr and not out.exists()
 
 
 @pytest.mark.parametrize("scale", [3, 0, -2, 2.5, "4", True, None])
@@ -98,19 +132,28 @@ def test_eval_upscale_section(tmp_path, examples, tiny_pipeline_dir):
     r = run_cli(
         "eval", "--model", str(tiny_pipeline_dir), "--no-style", "--no-fusion", "--upscale",
         "--no-upscale-reference", "--upscale-size", "128", "--contents", str(examples / "bird_owl.jpg"),
+        "--upscale-tracks", "clean", "area+jpeg70", "--upscale-real", str(examples / "bird_duck.jpg"),
         "--out", str(out),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "metrics.json").read_text())["upscale"]
-    assert set(report) == {"x2", "x4"}
+    assert set(report) == {"x2", "x4", "x2 area+jpeg70", "x4 area+jpeg70"}
     for scale in report.values():
         assert set(scale) == {"ganmoco", "bicubic", "lanczos"}
         # an untrained head is bicubic up to torch's and PIL's kernels; every method is far above noise
         assert abs(scale["ganmoco"]["PSNR_Y"] - scale["bicubic"]["PSNR_Y"]) < 1.5
-        assert all(m["PSNR_Y"] > 20 and 0 < m["SSIM_Y"] <= 1 for m in scale.values())
+        assert all(m["PSNR_Y"] > 20 and 0 < m["SSIM_Y"] <= 1 and m["VGG_dist"] > 0 for m in scale.values())
     assert report["x2"]["bicubic"]["PSNR_Y"] > report["x4"]["bicubic"]["PSNR_Y"]
+    # JPEG loses more than a clean downscale does
+    assert report["x4 area+jpeg70"]["bicubic"]["PSNR_Y"] < report["x4"]["bicubic"]["PSNR_Y"]
     assert Image.open(out / "grid_upscale.png").width == 4 * 320
-    assert "| upscale x4 |" in (out / "metrics.md").read_text()
+    assert Image.open(out / "grid_upscale_degraded.png").size == (5 * 256, 276)  # input, 3 methods, original
+    assert "| upscale x4 area+jpeg70 |" in (out / "metrics.md").read_text()
+    assert Image.open(out / "grid_upscale_real.png").size == (2 * 384, 404)  # bicubic and ganmoco, x4 of 96 px
+    r = run_cli("eval", "--no-style", "--no-fusion", "--upscale", "--upscale-tracks", "fog", "--contents",
+                str(examples / "bird_owl.jpg"), "--out", str(out))  # fmt: skip
+    assert_one_error_line(r)
+    assert "unknown --upscale-tracks fog" in r.stderr
 
 
 def _tfjs_tarball(net: RRDN, folder: str) -> bytes:
@@ -157,21 +200,64 @@ def test_tfjs_rrdn_conversion_round_trips_and_matches_depth_to_space():
 
 
 def test_training_pairs_are_degraded_low_res_copies_of_the_photo(examples):
-    from ganmoco.data import UpscaleDataset, downscale
+    from ganmoco.data import UpscaleDataset
 
-    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")
-    assert downscale(photo, 4).tobytes() == photo.resize((photo.width // 4, photo.height // 4), Image.BICUBIC).tobytes()
     dataset = UpscaleDataset([examples / "castle_chambord.jpg"], 96, seed=0)
-    low2, high2, low4, high4 = dataset[(0, 0)]
+    low2, high2, low4, high4, levels = dataset[(0, 0)]
     assert low2.shape == low4.shape == (3, 24, 24) and high2.shape == (3, 48, 48) and high4.shape == (3, 96, 96)
-    assert all(torch.equal(a, b) for a, b in zip(dataset[(0, 0)], (low2, high2, low4, high4), strict=True))
-    # each low-res input is close to its photo's plain downscale (degradations are mild), never identical to
-    # another epoch's (new crops, new degradations)
+    assert all(torch.equal(a, b) for a, b in zip(dataset[(0, 0)], (low2, high2, low4, high4, levels), strict=True))
+    # strength 0 marks a clean downscale, 1 a degraded one; over items both come up
+    drawn = torch.stack([dataset[(epoch, 0)][4] for epoch in range(12)])
+    assert set(drawn.flatten().tolist()) == {0.0, 1.0}
+    # each low-res input is the photo made small (degraded: near its plain downscale, not far), and never
+    # identical to another epoch's (new crops, new degradations)
     plain = F.interpolate(high4[None], scale_factor=0.25, mode="bicubic", antialias=True)[0]
-    assert (low4 - plain).abs().mean() < 0.08
+    assert (low4 - plain).abs().mean() < 0.15
     assert not torch.equal(dataset[(1, 0)][2], low4)
     with pytest.raises(ValueError, match="divisible by 4"):
         UpscaleDataset([examples / "castle_chambord.jpg"], 90, seed=0)
+
+
+def test_degradation_tracks_and_the_training_chain(examples):
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB").crop((0, 0, 203, 150))
+    for scale in (2, 4):
+        clean = degrade.degrade(photo, scale, "clean")
+        assert clean.tobytes() == photo.resize((203 // scale, 150 // scale), Image.BICUBIC).tobytes()
+        for track in degrade.TRACKS:
+            small = degrade.degrade(photo, scale, track, seed=3)
+            assert small.size == (203 // scale, 150 // scale)
+            assert small.tobytes() == degrade.degrade(photo, scale, track, seed=3).tobytes()  # reproducible
+            if track != "clean":  # each degraded track is really something else than the clean downscale
+                assert np.abs(np.asarray(small, float) - np.asarray(clean, float)).mean() > 0.5, track
+    noisy = [degrade.degrade(photo, 4, "area+noise3+jpeg80", seed=s).tobytes() for s in (0, 1)]
+    assert noisy[0] != noisy[1]
+    with pytest.raises(ValueError, match="unknown degradation track"):
+        degrade.degrade(photo, 4, "fog")
+    # the random chain: exact sizes, reproducible from the generator, a clean share and a degraded rest
+    draws = [degrade.second_order(photo, 4, np.random.default_rng(seed)) for seed in range(24)]
+    assert all(d.size == (50, 37) and level in (0.0, 1.0) for d, level in draws)
+    again, _ = degrade.second_order(photo, 4, np.random.default_rng(5))
+    assert again.tobytes() == draws[5][0].tobytes()
+    bicubic = photo.resize((50, 37), Image.BICUBIC).tobytes()
+    assert 1 <= sum(d.tobytes() == bicubic for d, _ in draws) < 20
+    assert all(level == 0.0 for d, level in draws if d.tobytes() == bicubic)  # clean draws say so
+
+
+def test_blur_and_sinc_kernels_are_normalised_low_passes():
+    for kernel in (
+        degrade.gaussian_kernel(1.5, 1.5, 0.0),
+        degrade.gaussian_kernel(2.0, 0.5, 0.7),
+        degrade.gaussian_kernel(1.0, 1.0, 0.0, beta=4.0),
+        degrade.gaussian_kernel(1.0, 1.5, 0.3, beta=1.5, plateau=True),
+        degrade.sinc_kernel(0.5),
+    ):
+        k = kernel.shape[-1]
+        assert kernel.shape == (k, k) and k % 2 == 1
+        assert abs(float(kernel.sum()) - 1) < 1e-5 and float(kernel.max()) == float(kernel[k // 2, k // 2])
+    iso = degrade.gaussian_kernel(1.5, 1.5, 0.0)
+    assert torch.allclose(iso, iso.T) and torch.allclose(iso, iso.flip(0))
+    flat = torch.full((1, 3, 20, 20), 0.4)
+    assert torch.allclose(degrade.filter2d(flat, degrade.gaussian_kernel(2.0, 0.5, 0.7)), flat, atol=1e-6)
 
 
 def test_a_model_saved_before_the_head_loads_stylizes_and_says_it_cannot_upscale(tiny_pipeline_dir, examples, tmp_path):

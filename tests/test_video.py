@@ -64,6 +64,15 @@ def test_not_a_video_is_a_clear_error(tmp_path, tiny_pipeline_dir, examples):
     )
     assert_one_error_line(r)
     assert not out.exists()
+    # a still image opens as a one-frame "video" in FFmpeg: refused as what it is
+    still = tmp_path / "photo.png"
+    Image.open(examples / "bird_owl.jpg").save(still)
+    for path in (examples / "bird_owl.jpg", still):
+        with pytest.raises(VideoError, match="is a still image, not a video"):
+            probe(path)
+    r = run_cli("video", examples / "bird_owl.jpg", "--style", examples / "van_gogh_bridge.jpg", "--out", out)
+    assert_one_error_line(r)
+    assert "still image" in r.stderr and not out.exists()
 
 
 def test_video_encodes_styles_once_at_any_strength(tiny_pipeline_dir, examples):

@@ -42,6 +42,10 @@ class LossWeights:
     lambda_tv: float = _weight(0.05, "weight of the total-variation term")
     delta_upscale: float = _weight(1.0, "weight of L_upscale (L1 to the high-res photo, x2 and x4)")
     upscale_ssim_weight: float = _weight(0.1, "weight of 1 - SSIM inside L_upscale")
+    upscale_feature_weight: float = _weight(
+        0.0,
+        "weight of the perceptual term on super-resolution batches: VGG features of the x4 output against the photo's",
+    )
     vgg_meanstd_weight: float = _weight(
         0.0, "share of L_style from the mean and std of VGG features (AdaIN's style loss; beside Gram matrices)"
     )
@@ -171,15 +175,25 @@ def fusion_step(G, D, nets, batch, w: LossWeights, synthetic: bool):
     return loss, fused, code, reference, terms
 
 
-def upscale_step(G, D, batch, w: LossWeights):
-    """A super-resolution batch: x2 and x4 of the same photos; the discriminator (lambda_adv > 0) judges the x4
-    output against the photo, under the "general" task code."""
-    low2, high2, low4, high = batch
-    pairs = ((2, G(low2, scale=2), high2), (4, G(low4, scale=4), high))
+def upscale_step(G, D, nets, batch, w: LossWeights):
+    """A super-resolution batch: x2 and x4 of the same photos, each input with its denoise strength (0 clean,
+    1 degraded; with upscale_denoise in the generator's config). upscale_feature_weight > 0 adds a perceptual term
+    on the x4 output (VGG features of the output against the photo's, as SRGAN-style training does); the
+    discriminator (lambda_adv > 0) judges the x4 output against the photo, under the "general" task code."""
+    low2, high2, low4, high, levels = batch
+    if not extract_model_from_parallel(G).config.upscale_denoise:
+        levels = torch.zeros_like(levels)  # a head without the strength learns every input alike
+    pairs = ((2, G(low2, scale=2, denoise=levels[:, 0]), high2), (4, G(low4, scale=4, denoise=levels[:, 1]), high))
     terms = {f"upscale_x{s}": losses.upscale_loss(up, hr, w.upscale_ssim_weight) for s, up, hr in pairs}
     up4 = pairs[1][1]
     terms["upscale"] = (terms["upscale_x2"] + terms["upscale_x4"]) / 2
     loss = w.delta_upscale * terms["upscale"]
+    if w.upscale_feature_weight > 0:
+        vgg, _ = nets
+        with torch.no_grad():
+            target = vgg(high)
+        terms["upscale_feature"] = FEATURE_SCALE * losses.feature_loss(vgg(up4), target)
+        loss = loss + w.upscale_feature_weight * terms["upscale_feature"]
     code = extract_model_from_parallel(G).task_code(0, high.shape[0]).detach()
     fake = up4.clamp(-1, 1)
     if w.lambda_adv > 0:

@@ -291,7 +291,9 @@ def main(args: argparse.Namespace) -> Path:
                         G, D_frozen, nets, batch, weights, synthetic=stream == "synthetic_fusion"
                     )
                 elif is_upscale:
-                    loss_G, fake, code, real, terms = upscale_step(G, D_frozen, streams["upscale"].next(), weights)
+                    loss_G, fake, code, real, terms = upscale_step(
+                        G, D_frozen, nets, streams["upscale"].next(), weights
+                    )
                 else:
                     batch_c, batch_s = streams["content"].next(), streams["style"].next()
                     loss_G, fake, code, real, terms = style_step(

@@ -297,10 +297,17 @@ class UpscaleHead(nn.Module):
     """Super-resolution from the shared encoder: the low-resolution image and the encoder's features at every
     scale (resized to the input's grid) feed a small residual body (EDSR-style, no norms, so tiles and whole
     images agree), and a sub-pixel tail per scale writes the detail that bicubic upsampling misses. The tails
-    start at zero, so an untrained head is exactly bicubic."""
+    start at zero, so an untrained head is exactly bicubic.
 
-    def __init__(self, feature_channels: list[int], scales: list[int], hidden: int = 32, num_blocks: int = 4):
+    `denoise`: the head also takes a strength in [0, 1] per image (0: a clean downscale, to sharpen; 1: a real
+    photo's JPEG blocks and noise, to clean up rather than sharpen), as a learned shift of the body's input and
+    of each block's, scaled by the strength (zero at the start: the head without it)."""
+
+    def __init__(
+        self, feature_channels: list[int], scales: list[int], hidden: int = 32, num_blocks: int = 4, denoise=False
+    ):
         super().__init__()
+        self.denoise = nn.Parameter(torch.zeros(num_blocks + 1, hidden)) if denoise else None
         self.pixels = nn.Conv2d(3, hidden, 3, padding=1, padding_mode="replicate")
         self.lateral = nn.ModuleList([nn.Conv2d(c, hidden, 1) for c in feature_channels])
         self.body = nn.ModuleList(
@@ -320,16 +327,23 @@ class UpscaleHead(nn.Module):
             nn.init.zeros_(tail.weight)
             nn.init.zeros_(tail.bias)
 
-    def forward(self, x: torch.Tensor, feats: list[torch.Tensor], scale: int) -> torch.Tensor:
-        """x (B, 3, h, w) in [-1, 1], feats: the encoder's features of x -> (B, 3, scale h, scale w)."""
+    def forward(
+        self, x: torch.Tensor, feats: list[torch.Tensor], scale: int, denoise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, 3, h, w) in [-1, 1], feats: the encoder's features of x, denoise: (B,) strengths (with the
+        option) -> (B, 3, scale h, scale w)."""
         size = x.shape[-2:]
+        shifts = [0.0] * (len(self.body) + 1)
+        if self.denoise is not None and denoise is not None:
+            strength = denoise.to(x.dtype).view(-1, 1, 1, 1)
+            shifts = [strength * shift.to(x.dtype).view(1, -1, 1, 1) for shift in self.denoise]
         h = self.pixels(x)
         for lateral, f in zip(self.lateral, feats, strict=True):
             f = lateral(f)
             h = h + (f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False))
-        h = start = h.relu()
-        for block in self.body:
-            h = h + block(h)
+        h = start = (h + shifts[0]).relu()
+        for block, shift in zip(self.body, shifts[1:], strict=True):
+            h = h + block(h + shift)
         detail = F.pixel_shuffle(self.tails[str(scale)](h + start), scale)
         return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False) + detail
 
@@ -369,6 +383,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         upscale_scales: tuple[int, ...] = (2, 4),
         upscale_channels: int = 32,
         upscale_blocks: int = 4,
+        upscale_denoise: bool = False,
     ):
         super().__init__()
         for key, value in (
@@ -380,7 +395,11 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        for key, value in (("match_colors", match_colors), ("encoder_norm", encoder_norm)):
+        for key, value in (
+            ("match_colors", match_colors),
+            ("encoder_norm", encoder_norm),
+            ("upscale_denoise", upscale_denoise),
+        ):
             if not isinstance(value, bool):
                 raise ValueError(f"{key} must be true or false, got {value!r}")
         if upsample not in ("subpixel", "nearest"):
@@ -426,7 +445,11 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.fusion = FusionHead(([base_channels] if stem else []) + channels, code_dim)
         self.upscaler = (
             UpscaleHead(
-                ([base_channels] if stem else []) + channels, list(upscale_scales), upscale_channels, upscale_blocks
+                ([base_channels] if stem else []) + channels,
+                list(upscale_scales),
+                upscale_channels,
+                upscale_blocks,
+                upscale_denoise,
             )
             if upscale_scales
             else None
@@ -512,12 +535,13 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         style: torch.Tensor | None = None,
         scale: int | None = None,
         stats: NormStats | None = None,
+        denoise: float | torch.Tensor = 0.0,
     ) -> torch.Tensor:
         """`style`: the style images, when `code` is only the style encoder's code (training). `scale`:
-        upscale x (B, 3, h, w) by that factor instead. `stats`: what the norms normalise with (see NormStats;
-        default: each input's own statistics)."""
+        upscale x (B, 3, h, w) by that factor instead (`denoise`: see `upscale`). `stats`: what the norms
+        normalise with (see NormStats; default: each input's own statistics)."""
         if scale is not None:
-            return self.upscale(x, scale, stats)
+            return self.upscale(x, scale, stats, denoise)
         if x.ndim == 4:
             return self.stylize(x, code if style is None or code is None else self.style_code(code, style), stats)
         if x.ndim == 5:
@@ -559,9 +583,15 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         fused, weights = self.fusion(x.view(b, n, *x.shape[1:]), feats, code, keep)
         return fused[..., :h, :w], weights[..., :h, :w]
 
-    def upscale(self, x: torch.Tensor, scale: int, stats: NormStats | None = None) -> torch.Tensor:
+    def upscale(
+        self, x: torch.Tensor, scale: int, stats: NormStats | None = None, denoise: float | torch.Tensor = 0.0
+    ) -> torch.Tensor:
         """x (B, 3, h, w) in [-1, 1] -> (B, 3, scale h, scale w), not clamped. The encoder sees the "general"
-        task code (it only matters with encoder_norm)."""
+        task code (it only matters with encoder_norm). `denoise`: a strength in [0, 1], one or one per image
+        (only with upscale_denoise: 0 sharpens a clean downscale, 1 cleans up a real photo's JPEG and noise)."""
+        denoise = torch.as_tensor(denoise, dtype=torch.float32, device=x.device).expand(x.shape[0])
+        if not self.config.upscale_denoise and bool(denoise.any()):
+            raise ValueError("this model's upscaler has no denoise strength (upscale_denoise is off)")
         scales = tuple(self.config.upscale_scales or ())
         if scale not in scales:
             raise ValueError(f"this model upscales by {' or '.join(map(str, scales)) or 'nothing'}, not {scale!r}")
@@ -569,4 +599,4 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             raise ValueError(f"upscale needs images of shape (B, 3, H, W), got {tuple(x.shape)}")
         padded, (h, w) = self._pad(x)
         feats = self._encode(padded, self.task_code(0, x.shape[0]), stats)
-        return self.upscaler(padded, feats, scale)[..., : h * scale, : w * scale]
+        return self.upscaler(padded, feats, scale, denoise)[..., : h * scale, : w * scale]
