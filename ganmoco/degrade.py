@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-RESIZE_MODES = ("area", "bilinear", "bicubic")
-
 # Probabilities and ranges of each step, stage 1 then stage 2 (sigmas in pixels of the stage's input, noise
 # sigmas in 8-bit levels): the strengths of phone and web photos, not of old scans.
 STAGES = (
@@ -73,7 +71,7 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """To (h, w) with `mode` in RESIZE_MODES; bilinear and bicubic are antialiased when shrinking."""
+    """To (h, w) with `mode` one of RESIZE_SHARES; bilinear and bicubic are antialiased when shrinking."""
     if mode == "area":
         return (
             F.interpolate(x, size=size, mode="area")
