@@ -41,6 +41,14 @@ def _check_weights(weights: list[float] | None, count: int, what: str) -> None:
         raise UsageError(f"--weights has {len(weights)} values for {count} {what}")
 
 
+def _check_styles(args) -> None:
+    """stylize's styles: at least one --style or --preset, and one --weights value for each."""
+    count = len(args.style) + len(args.preset)
+    if count == 0:
+        raise UsageError("give at least one --style image or --preset")
+    _check_weights(args.weights, count, "styles and presets")
+
+
 def _load_pipeline(model: str | None):
     from .pipeline import GanMocoPipeline
 
@@ -408,10 +416,7 @@ def run(args: argparse.Namespace) -> int:
     out = _output_path(args.out)
     # every input is read before the model loads, so bad input fails fast
     if args.command == "stylize":
-        count = len(args.style) + len(args.preset)
-        if count == 0:
-            raise UsageError("give at least one --style image or --preset")
-        _check_weights(args.weights, count, "styles and presets")
+        _check_styles(args)
         content, styles = load_image(args.content[0]), [load_image(s) for s in args.style]
         masks = [load_image(m) for m in args.mask or []]
         pipe = _load_pipeline(args.model)
@@ -458,12 +463,9 @@ def _batch(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.command == "stylize":
-        count = len(args.style) + len(args.preset)
-        if count == 0:
-            raise UsageError("give at least one --style image or --preset")
+        _check_styles(args)
         if args.mask:
             raise UsageError("--mask fits one content image; stylize several without it")
-        _check_weights(args.weights, count, "styles and presets")
         jobs = batch.image_jobs(args.content, out_dir, args.format)
         styles = [load_image(s) for s in args.style]
     elif args.command == "upscale":
