@@ -14,10 +14,11 @@ import warnings
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image, ImageChops, ImageOps
+from PIL import Image, ImageChops
 
 from ganmoco import GanMocoPipeline, ImageError, ModelLoadError
-from ganmoco.data import fit_within, load_image
+from ganmoco.images import load_image
+from ganmoco.pixels import fit_within
 
 EXAMPLES = Path(__file__).resolve().parent / "ganmoco" / "assets" / "examples"
 MAX_OUTPUT_PIXELS = 16_000_000  # a 4K frame is 8.3 MP; more is refused with a message, not an OOM
@@ -137,11 +138,6 @@ def stylize(
     scale = stroke_scale or "auto"  # "auto" or a number as text: the pipeline checks it
     progress(0.3, desc="stylizing")
     try:
-        if region is not None and split_styles and len(styles) > 1:
-            # style 1 inside the mask, the weighted blend of the others outside
-            outside = pipeline().blend_codes(styles[1:], weights[1:], scale)
-            styles, weights = [first, outside], None
-            region = [region, ImageOps.invert(region)]
         return pipeline().stylize(
             content,
             styles,
@@ -150,6 +146,7 @@ def stylize(
             preserve_color=bool(preserve_color),
             mask=region,
             style_scale=scale,
+            split_styles=bool(split_styles) and region is not None and len(styles) > 1,
         )
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None

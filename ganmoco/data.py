@@ -1,14 +1,9 @@
-"""Image loading and the one pixel convention.
-
-Every tensor image in ganmoco is float32, RGB, NCHW, with values in [-1, 1]. Everything a user hands us
-goes through `load_image`, which either returns an RGB PIL image or raises `ImageError` with one sentence.
-"""
+"""Training data: crops and jitter, and the datasets of the three tasks (style photos,
+synthetic and folder fusion stacks, degraded super-resolution pairs). The pixel convention is `ganmoco.pixels`,
+loading a user's image `ganmoco.images`."""
 
 from __future__ import annotations
 
-import math
-import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,69 +11,9 @@ import torch
 from PIL import Image
 
 from .degrade import second_order
-from .images import (  # noqa: F401 - re-exported: the loading half of the pixel convention
-    DECODE_ERRORS,
-    IMAGE_EXTENSIONS,
-    MAX_IMAGE_PIXELS,
-    ImageError,
-    ImageInput,
-    _first_line,
-    load_image,
-    to_rgb,
-)
+from .images import find_images, load_image
+from .pixels import to_tensor
 from .tasks import FUSION_TASKS
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> (1, 3, H, W) float32 in [-1, 1]."""
-    arr = np.asarray(to_rgb(image), dtype=np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).div(127.5).sub(1.0).contiguous()
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """(1, 3, H, W) or (3, H, W) in [-1, 1] -> RGB PIL image."""
-    if tensor.ndim == 4:
-        if tensor.shape[0] != 1:
-            raise ValueError(f"to_pil takes one image, got a batch of {tensor.shape[0]}")
-        tensor = tensor[0]
-    arr = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr, "RGB")
-
-
-def load_mask(src: ImageInput, size: tuple[int, int], photo: tuple[int, int] | None = None) -> torch.Tensor:
-    """A mask image -> (1, 1, H, W) float in [0, 1] at `size` (width, height); white selects. `photo`: the size
-    of the photo it masks: the mask must be that size or a scaled copy (its shape within 2 %)."""
-    image = load_image(src)
-    if photo is not None and abs(math.log((image.width * photo[1]) / (image.height * photo[0]))) > 0.02:
-        raise ImageError(
-            f"the mask is {image.width}x{image.height} but the photo {photo[0]}x{photo[1]}: give a mask of the "
-            "photo's size (or a scaled copy of that shape)"
-        )
-    image = image.convert("L").resize(size, Image.BILINEAR)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None, None]
-
-
-# -- training data -----------------------------------------------------------------------------------------
-
-
-def find_images(root: str | os.PathLike, log=print) -> tuple[list[Path], int]:
-    """Readable image files under `root` (recursively, sorted). Unreadable ones are skipped with one warning
-    line each; returns (paths, number skipped)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
-    found, skipped = [], 0
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    image.verify()
-            found.append(path)
-        except (*DECODE_ERRORS, Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
-            skipped += 1
-            log(f"warning: skipping unreadable image {path}: {_first_line(err)}")
-    return found, skipped
 
 
 def split_train_val(paths: list[Path], val_count: int, seed: int) -> tuple[list[Path], list[Path]]:
@@ -323,12 +258,3 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
             for b in range(position, self.batches_per_epoch):
                 yield [(epoch, i) for i in shard[b * self.batch_size : (b + 1) * self.batch_size]]
             epoch, position = epoch + 1, 0
-
-
-def fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
-    """Downscale (never upscale) so that the longer side is at most `max_side`; None keeps the image."""
-    if max_side is None or max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.LANCZOS)

@@ -27,7 +27,9 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from . import baselines, degrade, metrics
-from .data import FOCUS_SHAPES, fit_within, load_image, synthetic_fusion_pair, to_pil, to_tensor
+from .data import FOCUS_SHAPES, synthetic_fusion_pair
+from .images import load_image
+from .pixels import fit_within, to_pil, to_tensor
 
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 STYLE_KEYS = ("content_distance", "ssim", "gram_distance", "mean_std_distance", "colour_histogram_distance")

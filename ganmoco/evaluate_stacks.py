@@ -36,9 +36,11 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .align import sample
-from .data import load_image, synthetic_fusion_pair, to_pil, to_tensor
+from .data import synthetic_fusion_pair
 from .evaluate import FUSION_KINDS, _mean, save_fusion_grid
+from .images import load_image
 from .motion import _grid
+from .pixels import to_pil, to_tensor
 
 MARGIN = 0.06  # of the side, on every side: more than the largest motion moves the frame's edge
 TRACKS = ("registered", "handheld", "handheld + moving subject")

@@ -141,3 +141,23 @@ def _from_array(arr: np.ndarray) -> Image.Image:
     if arr.shape[2] == 1:
         return Image.fromarray(arr[:, :, 0], "L").convert("RGB")
     return to_rgb(Image.fromarray(arr, "RGBA" if arr.shape[2] == 4 else "RGB"))
+
+
+def find_images(root: str | os.PathLike, log=print) -> tuple[list[Path], int]:
+    """Readable image files under `root` (recursively, sorted). Unreadable ones are skipped with one warning
+    line each; returns (paths, number skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+    found, skipped = [], 0
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    image.verify()
+            found.append(path)
+        except (*DECODE_ERRORS, Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+            skipped += 1
+            log(f"warning: skipping unreadable image {path}: {_first_line(err)}")
+    return found, skipped

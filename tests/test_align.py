@@ -11,9 +11,10 @@ from PIL import Image
 
 from ganmoco import GanMocoPipeline, align, metrics
 from ganmoco.cli import main
-from ganmoco.data import synthetic_fusion_pair, to_pil, to_tensor
+from ganmoco.data import synthetic_fusion_pair
 from ganmoco.evaluate_stacks import MARGIN, handheld_stacks, interior
 from ganmoco.motion import IDENTITY, _grid
+from ganmoco.pixels import to_pil, to_tensor
 
 
 @pytest.fixture(scope="module")

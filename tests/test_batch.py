@@ -107,7 +107,7 @@ def test_fuse_a_folder_of_stacks(tiny_pipeline_dir, tmp_path, capsys):
     "extra, message",
     [
         (["--mask", "MASK"], "--mask fits one content image"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--batch-size", "0"], "--batch-size: expected a whole number of at least 1"),
         (["--format", "xyz"], "--format 'xyz'"),
     ],
 )

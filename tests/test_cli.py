@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -164,3 +165,96 @@ def test_transparency_is_put_on_white_with_one_warning_line(tiny_pipeline_dir, e
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines == [f"warning: '{content}' has transparent pixels; they are put on white"], r.stderr
     assert Image.open(out).size == photo.size
+
+
+CHECKS_IN_ONE_PROCESS = """
+import contextlib, io, json, sys
+from ganmoco.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as done:
+            rc = done.code
+    results.append([rc, err.getvalue(), sorted({"torch", "diffusers"} & set(sys.modules))])
+print(json.dumps(results))
+"""
+
+
+def test_every_argument_and_input_check_comes_before_torch(examples, tmp_path):
+    """Each bad call below is refused with one `error:` line and exit 2 before torch or diffusers is imported
+    (8 s and 880 MB on a cold start): the pipeline's own checks (ganmoco.options), run by the CLI first."""
+    photo, style, out = str(examples / "bird_owl.jpg"), str(examples / "van_gogh_bridge.jpg"), str(tmp_path / "o.png")
+    sizes = {"dot.png": (1, 1), "strip.png": (2000, 8), "square.png": (100, 100), "huge.png": (5000, 5000)}
+    for name, size in sizes.items():
+        Image.new("RGB", size, (90, 120, 200)).save(tmp_path / name)
+    dot, strip, square, huge = (str(tmp_path / name) for name in sizes)
+    stylize = ["stylize", photo, "--style", style, "--out", out]
+    cases = [
+        ([*stylize, "--strength", "3"], "strength must be in [0, 1]"),
+        ([*stylize, "--style-scale", "9"], "style_scale must be"),
+        ([*stylize, "--style", style, "--weights", "-1", "1"], "non-negative with a positive sum"),
+        ([*stylize, "--style", style, "--weights", "1"], "--weights has 1 values for 2"),
+        ([*stylize, "--preset", "nope"], "unknown preset 'nope'; this model has bridge"),
+        ([*stylize, "--style", style, "--split-styles"], "--split-styles needs one --mask"),
+        ([*stylize, "--mask", square], "the mask is 100x100 but the photo 448x299"),
+        (["stylize", dot, "--style", style, "--out", out], "at least 16 px on its shorter side, got 1x1"),
+        (["stylize", photo, "--style", strip, "--out", out], "at least 32 px on its shorter side to carry a style"),
+        (["stylize", photo, photo, "--style", style, "--out", str(tmp_path / "d"), "--batch-size", "0"], "at least 1"),
+        (["upscale", huge, "--scale", "4", "--out", out], "would give 20000x20000"),
+        (["upscale", photo, "--denoise", "2", "--out", out], "a number from 0 to 1"),
+        (["video", photo, "--style", style, "--out", str(tmp_path / "v.mp4")], "still image"),
+        (["video", "v.mp4", "--style", style, "--consistency", "1", "--out", "o.mp4"], "consistency must be in [0, 1)"),
+        (["video", "v.mp4", "--style", style, "--max-frames", "0", "--out", "o.mp4"], "at least 1"),
+        (["save-preset", "bad name!", "--style", style], "a preset name uses letters"),
+        (
+            [
+                "export-onnx",
+                "--out",
+                str(tmp_path / "g.onnx"),
+                "--style",
+                style,
+                "--code-out",
+                str(tmp_path / "c.npy"),
+                "--weights",
+                "1",
+                "2",
+            ],
+            "--weights has 2 values for 1",
+        ),
+        (["convert", str(tmp_path), str(tmp_path / "new")], "not a ganmoco pipeline folder"),
+        (["fuse", photo, "--out", out], "at least 2 images"),
+        (["fetch-weights", "nope"], "unknown weights nope"),
+        (["eval", "--contents", str(tmp_path / "none"), "--no-style", "--out", str(tmp_path / "e")], "not a file or"),
+        (["eval", "--contents", photo, "--styles", style, "--out", str(tmp_path / "e")], "at least 2 images"),
+    ]
+    r = subprocess.run(
+        [sys.executable, "-c", CHECKS_IN_ONE_PROCESS, json.dumps([argv for argv, _ in cases])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    for (argv, expected), (rc, stderr, heavy) in zip(cases, json.loads(r.stdout), strict=True):
+        lines = stderr.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error:"), (argv, stderr)
+        assert expected in lines[0], (argv, lines[0])
+        assert heavy == [], (argv, heavy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(sizes)  # nothing written
+
+
+def test_a_torchvision_of_another_torch_is_named_with_the_fix(tmp_path, examples):
+    """The install trap of a CPU machine (a CUDA torchvision beside a CPU torch): importing it raises torch's
+    opaque "operator torchvision::nms does not exist"; ganmoco says what is wrong and how to install a pair. The
+    mismatched torchvision here is a stand-in package that fails as the real one does."""
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    env = os.environ | {"PYTHONPATH": str(tmp_path / "site")}
+    code = "import ganmoco.models"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: torchvision does not match torch") and "install the two as one pair" in last

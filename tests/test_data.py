@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ganmoco.data import ImageError, load_image, load_mask, synthetic_fusion_pair, to_pil, to_tensor
-from ganmoco.images import ImageWarning
+from ganmoco.data import synthetic_fusion_pair
+from ganmoco.images import ImageError, ImageWarning, load_image
+from ganmoco.pixels import load_mask, to_pil, to_tensor
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from ganmoco import GanMocoPipeline
-from ganmoco.data import load_image, to_tensor
+from ganmoco.images import load_image
+from ganmoco.pixels import to_tensor
 
 from .conftest import assert_one_error_line, run_cli
 

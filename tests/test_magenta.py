@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder, weights
-from ganmoco.data import load_image, to_tensor
+from ganmoco.images import load_image
+from ganmoco.models import pretrained
 from ganmoco.models.generator import UpBlock
+from ganmoco.pixels import to_tensor
 
 from .conftest import run_cli
 from .test_train import _train
@@ -33,7 +35,7 @@ def _float_session(name: str):
     data = weights.read_source(name)
     model = onnx.load_from_string(data)
     graph = model.graph
-    _, floats = weights.onnx_constants(data)
+    _, floats = pretrained.onnx_constants(data)
     inits = {i.name for i in graph.initializer}
     bypass, kept, constants = {}, [], []
     for node in graph.node:
@@ -79,10 +81,10 @@ def test_converted_magenta_network_matches_its_float_graph(examples):
     names = [i.name for i in transform.get_inputs()]
     ref = transform.run(None, {names[0]: _nhwc01(photo), names[1]: vec})[0][0]
 
-    encoder = StyleEncoder(**weights.MAGENTA_ENCODER_CONFIG)
-    encoder.load_state_dict(weights.load_weights("magenta_predict"))
-    generator = GanMocoGenerator(**weights.MAGENTA_GENERATOR_CONFIG)
-    missing = generator.load_state_dict(weights.load_weights("magenta_transform"), strict=False).missing_keys
+    encoder = StyleEncoder(**pretrained.MAGENTA_ENCODER_CONFIG)
+    encoder.load_state_dict(pretrained.load_weights("magenta_predict"))
+    generator = GanMocoGenerator(**pretrained.MAGENTA_GENERATOR_CONFIG)
+    missing = generator.load_state_dict(pretrained.load_weights("magenta_transform"), strict=False).missing_keys
     assert all(k.startswith(("fusion.", "task_codes.", "upscaler.")) for k in missing)  # all but our own heads
     with torch.no_grad():
         code = encoder.eval()(to_tensor(style))
@@ -156,8 +158,8 @@ def test_training_from_magenta_with_a_teacher_term(tmp_path, examples):
     assert teacher[0] < 1e-6 and len(teacher) == 2
     pipe = GanMocoPipeline.from_pretrained(out)
     assert pipe.generator.config.code_dim == 100 and pipe.generator.config.match_colors
-    frozen = StyleEncoder(**weights.MAGENTA_ENCODER_CONFIG)
-    frozen.load_state_dict(weights.load_weights("magenta_predict"))
+    frozen = StyleEncoder(**pretrained.MAGENTA_ENCODER_CONFIG)
+    frozen.load_state_dict(pretrained.load_weights("magenta_predict"))
     assert all(torch.equal(v, frozen.state_dict()[k]) for k, v in pipe.style_encoder.state_dict().items())
 
     bad = tmp_path / "bad.json"

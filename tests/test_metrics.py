@@ -11,7 +11,9 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from ganmoco import baselines, evaluate, metrics, pyramid
-from ganmoco.data import fit_within, load_image, synthetic_fusion_pair, to_tensor
+from ganmoco.data import synthetic_fusion_pair
+from ganmoco.images import load_image
+from ganmoco.pixels import fit_within, to_tensor
 
 from .conftest import assert_one_error_line, run_cli
 

@@ -3,8 +3,9 @@ import torch
 from safetensors.torch import load_file
 
 from ganmoco import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
-from ganmoco.data import load_image, to_tensor
+from ganmoco.images import load_image
 from ganmoco.models.generator import AdaptiveInstanceNorm, NormStats
+from ganmoco.pixels import to_tensor
 
 from .conftest import EXAMPLES, TINY_DISCRIMINATOR, TINY_GENERATOR, TINY_STYLE_ENCODER
 

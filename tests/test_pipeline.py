@@ -320,3 +320,35 @@ def test_auto_style_scale_works_for_any_aspect_ratio_with_default_configs(exampl
         pipe.stylize(examples / "castle_chambord.jpg", style, style_scale="auto").size
         == Image.open(examples / "castle_chambord.jpg").size
     )
+
+
+def test_split_styles_puts_the_first_style_inside_the_mask_and_the_others_blend_outside(
+    tiny_pipeline_dir, examples, tmp_path
+):
+    """One home for the masked multi-style split (the app, the CLI's --split-styles and Python alike): the same
+    image as two masks, the mask and its inverse, with the first style and the blend of the others."""
+    from PIL import ImageOps
+
+    from .conftest import run_cli
+
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    content = examples / "bird_owl.jpg"
+    styles = [examples / "van_gogh_starry_night.jpg", examples / "van_gogh_bridge.jpg", examples / "bird_owl.jpg"]
+    width, height = Image.open(content).size
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (0, 0, width // 2, height))
+    got = pipe.stylize(content, styles, weights=[1, 3, 1], mask=mask, split_styles=True)
+    outside = pipe.blend_codes(styles[1:], [3, 1])
+    expected = pipe.stylize(content, [styles[0], outside], mask=[mask, ImageOps.invert(mask)])
+    assert image_diff(got, expected) == 0.0
+    assert image_diff(got, pipe.stylize(content, styles, weights=[1, 3, 1], mask=mask)) > 0.5
+    with pytest.raises(ValueError, match="split_styles needs one mask and at least 2 styles"):
+        pipe.stylize(content, styles[:1], mask=mask, split_styles=True)
+    with pytest.raises(ValueError, match="split_styles needs one mask"):
+        pipe.stylize(content, styles, split_styles=True)
+    mask_file, out = tmp_path / "mask.png", tmp_path / "out.png"
+    mask.save(mask_file)
+    args = ["stylize", content, "--model", tiny_pipeline_dir, "--out", out, "--mask", mask_file, "--split-styles"]
+    r = run_cli(*args, *(x for s in styles for x in ("--style", s)), "--weights", "1", "3", "1")
+    assert r.returncode == 0, r.stderr
+    assert image_diff(Image.open(out), got) <= 0.01

@@ -4,8 +4,9 @@ import torch
 from PIL import Image
 
 from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder
-from ganmoco.data import load_image, to_tensor
+from ganmoco.images import load_image
 from ganmoco.pipeline import AUTO_TILE_PIXELS
+from ganmoco.pixels import to_tensor
 
 
 @pytest.fixture(scope="module")

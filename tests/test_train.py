@@ -232,7 +232,7 @@ def _first_step(tmp_path, name, tiny_data, tiny_configs, *extra, style_dir=None)
         "1",
         "--fusion_ratio",
         "0",
-        "--lambda_adv",
+        "--adversarial_weight",
         "0",
         "--max_grad_norm",
         "0",
@@ -311,23 +311,60 @@ def test_two_processes_keep_identical_generators(tiny_data, tiny_configs, tmp_pa
     assert pipe.generator.config.base_channels == 8
 
 
-def test_bad_arguments_fail_clearly(tiny_data, tiny_configs, tmp_path, monkeypatch):
-    r = _train(_args(tiny_data, tiny_configs, tmp_path / "x", "--max_train_steps", "0"))
-    assert r.returncode == 2 and "--max_train_steps must be at least 1" in r.stderr
+def test_bad_arguments_fail_clearly(tiny_data, tiny_configs, tmp_path, capsys):
+    """Argument errors in this process (`train` is a package): argparse's exit 2 with the reason, and a bad
+    architecture config named when the networks are built."""
+    from train.networks import build_networks
+    from train.train import parse_args
+
+    for extra, message in (
+        (["--max_train_steps", "0"], "--max_train_steps must be at least 1"),
+        (["--fusion_ratio", "0.8", "--upscale_ratio", "0.5"], "at most 1"),
+        (["--upscale_ratio", "0.2", "--resolution", "66"], "divisible by 4"),
+        (["--adversarial_weight", "x"], "invalid float value"),
+    ):
+        with pytest.raises(SystemExit) as done:
+            parse_args([str(a) for a in _args(tiny_data, tiny_configs, tmp_path / "x", *extra)])
+        assert done.value.code == 2 and message in capsys.readouterr().err, extra
     bad_config = tmp_path / "bad.json"
     bad_config.write_text(json.dumps({"base_channels": -1}))
-    r = _train(_args(tiny_data, tiny_configs, tmp_path / "y", "--generator_config", bad_config))
-    assert r.returncode != 0 and "base_channels" in r.stderr
-    r = _train(_args(tiny_data, tiny_configs, tmp_path / "z", "--fusion_ratio", "0.8", "--upscale_ratio", "0.5"))
-    assert r.returncode == 2 and "at most 1" in r.stderr
+    args = parse_args(
+        [str(a) for a in _args(tiny_data, tiny_configs, tmp_path / "y", "--generator_config", bad_config)]
+    )
+    with pytest.raises(ValueError, match="base_channels must be a positive integer"):
+        build_networks(args, torch.device("cpu"))
     # an unset --upscale_ratio yields to --fusion_ratio (0.1, or what is left)
-    monkeypatch.syspath_prepend(str(TRAIN.parent))  # as `python train/train.py` finds its sibling modules
-    from train import parse_args
-
     base = ["--content_dir", "c", "--style_dir", "s", "--output_dir", "o"]
     assert parse_args(base).upscale_ratio == 0.1
     assert parse_args([*base, "--fusion_ratio", "0.95"]).upscale_ratio == 0.05
     assert parse_args([*base, "--fusion_ratio", "1"]).upscale_ratio == 0.0
+
+
+def test_every_loss_weight_is_a_term_weight_flag_and_the_old_names_still_work(capsys):
+    """One naming scheme, --<term>_weight; the names of earlier releases (README commands, training_args.json of
+    shipped models) parse to the same weights."""
+    from dataclasses import fields
+
+    from train.steps import LossWeights
+    from train.train import parse_args
+
+    base = ["--content_dir", "c", "--style_dir", "s", "--output_dir", "o"]
+    names = [f.name for f in fields(LossWeights) if f.name != "gan_loss"]
+    assert all(name.endswith("_weight") for name in names), names
+    old = {"lambda_adv": "adversarial_weight", "alpha_style": "style_weight", "beta_fusion": "fusion_weight"}
+    old |= {"gamma_feature": "feature_weight", "lambda_tv": "tv_weight", "delta_upscale": "upscale_weight"}
+    for i, (before, now) in enumerate(old.items()):
+        value = str(0.25 + i)
+        assert getattr(parse_args([*base, f"--{before}", value]), now) == float(value)
+        assert getattr(parse_args([*base, f"--{now}", value]), now) == float(value)
+    weights = LossWeights.from_args(parse_args([*base, "--gamma_feature", "0", "--lambda_adv", "0.5"]))
+    assert weights.feature_weight == 0 and weights.adversarial_weight == 0.5
+    shipped = json.loads((REPO / "docs" / "default-model" / "training_args.json").read_text())
+    assert set(old) & set(shipped)  # the bundled model was trained under the old names: they must keep parsing
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--adversarial_weight ADVERSARIAL_WEIGHT, --lambda_adv ADVERSARIAL_WEIGHT" in text
 
 
 class _FakeHub:
@@ -471,7 +508,8 @@ def test_style_decoder_only_keeps_encoder_fusion_and_upscaling(tiny_data, tiny_c
     GanMocoPipeline.from_pretrained(tiny_pipeline_dir).save_pretrained(init)
     args = _args(tiny_data, tiny_configs, out, "--init_from", init, "--train_style_decoder_only")
     args += ["--fusion_ratio", "0", "--upscale_ratio", "0", "--max_train_steps", "2", "--learning_rate", "1e-2"]
-    r = _train(args + ["--ema_decay", "0", "--lambda_adv", "0", "--temporal_weight", "1", "--teacher_weight", "1"])
+    args += ["--ema_decay", "0", "--adversarial_weight", "0", "--temporal_weight", "1", "--teacher_weight", "1"]
+    r = _train(args)
     assert r.returncode == 0, r.stderr[-3000:]
     before, after = _generator_weights(init), _generator_weights(out)
     trained = [k for k in before if k.startswith(("trunk.", "decoder.", "to_rgb."))]
@@ -482,12 +520,16 @@ def test_style_decoder_only_keeps_encoder_fusion_and_upscaling(tiny_data, tiny_c
     assert "--train_fusion_head_only and --train_style_decoder_only exclude each other" in r.stderr
 
 
-def test_help_shows_every_default():
-    r = subprocess.run([sys.executable, str(TRAIN), "--help"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0
-    text = " ".join(r.stdout.split())  # argparse wraps lines
+def test_help_shows_every_default(capsys):
+    from train.train import parse_args
+
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for flag, default in (("--lambda_adv", "0.1"), ("--learning_rate", "0.0002"), ("--resolution", "256")):
-        after = text.split(f"{flag} {flag.lstrip('-').upper()}")[-1]  # the help entry, after the usage line
+        dest = "ADVERSARIAL_WEIGHT" if flag == "--lambda_adv" else flag.lstrip("-").upper()
+        after = text.split(f"{flag} {dest}")[-1]  # the help entry, after the usage line and any other name
         assert f"(default: {default})" in after.split(" --", 1)[0], flag
 
 
@@ -503,7 +545,7 @@ def test_upscale_head_only_starts_fresh_and_keeps_the_rest(tiny_data, tiny_confi
     r = _train(
         _args(tiny_data, tiny_configs, out, "--init_from", init, "--train_upscale_head_only")
         + ["--upscale_ratio", "1", "--fusion_ratio", "0", "--max_train_steps", "3", "--learning_rate", "1e-2"]
-        + ["--ema_decay", "0", "--lambda_adv", "0", "--gamma_feature", "0"]
+        + ["--ema_decay", "0", "--adversarial_weight", "0", "--feature_weight", "0"]
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "start fresh" in r.stderr
@@ -524,8 +566,8 @@ def test_a_denoising_upscaler_learns_its_strength(tiny_data, tiny_configs, tmp_p
     out = tmp_path / "run"
     r = _train(
         _args(tiny_data, {**tiny_configs, "generator": config}, out, "--upscale_ratio", "1", "--fusion_ratio", "0")
-        + ["--max_train_steps", "4", "--learning_rate", "1e-2", "--ema_decay", "0", "--lambda_adv", "0"]
-        + ["--gamma_feature", "0", "--upscale_feature_weight", "0.1"]
+        + ["--max_train_steps", "4", "--learning_rate", "1e-2", "--ema_decay", "0", "--adversarial_weight", "0"]
+        + ["--feature_weight", "0", "--upscale_feature_weight", "0.1"]
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert _generator_weights(out)["upscaler.denoise"].abs().sum() > 0

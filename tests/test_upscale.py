@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import tarfile
 
 import numpy as np
@@ -13,9 +14,9 @@ from PIL import Image
 from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder, degrade
 from ganmoco.baselines import RRDN
 from ganmoco.metrics import upscale_metrics
-from ganmoco.weights import convert_tfjs_rrdn
+from ganmoco.models.pretrained import convert_tfjs_rrdn
 
-from .conftest import TINY_GENERATOR, TINY_STYLE_ENCODER, assert_one_error_line, run_cli
+from .conftest import TINY_GENERATOR, TINY_STYLE_ENCODER, assert_one_error_line, image_diff, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -260,17 +261,37 @@ def test_blur_and_sinc_kernels_are_normalised_low_passes():
     assert torch.allclose(degrade.filter2d(flat, degrade.gaussian_kernel(2.0, 0.5, 0.7)), flat, atol=1e-6)
 
 
-def test_a_model_saved_before_the_head_loads_stylizes_and_says_it_cannot_upscale(tiny_pipeline_dir, examples, tmp_path):
+def test_a_model_saved_before_the_head_is_converted_once_then_stylizes_and_says_it_cannot_upscale(
+    tiny_pipeline_dir, examples, tmp_path
+):
+    """from_pretrained loads the current layout only: an older folder names `ganmoco convert`, which writes a copy
+    without an upscaling head (the original untouched) that stylizes exactly as the weights always did."""
     import shutil
 
     from safetensors.torch import load_file, save_file
 
-    folder = tmp_path / "old"
-    shutil.copytree(tiny_pipeline_dir, folder)
-    weights = folder / "generator" / "diffusion_pytorch_model.safetensors"
+    from ganmoco.pipeline import ModelLoadError
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(tiny_pipeline_dir, old)
+    weights = old / "generator" / "diffusion_pytorch_model.safetensors"
     save_file({k: v for k, v in load_file(weights).items() if not k.startswith("upscaler.")}, weights)
-    pipe = GanMocoPipeline.from_pretrained(folder)
-    assert all(not p.any() for p in pipe.generator.upscaler.parameters())  # zeros, never stale memory
-    assert pipe.stylize(examples / "bird_owl.jpg", examples / "van_gogh_bridge.jpg").size == (448, 299)
-    with pytest.raises(ValueError, match="without an upscaling head"):
-        pipe.upscale(examples / "bird_owl.jpg", scale=2)
+    before = sorted((p.relative_to(old), p.read_bytes()) for p in old.rglob("*") if p.is_file())
+    with pytest.raises(ModelLoadError, match=f"ganmoco convert {re.escape(str(old))} NEW_FOLDER"):
+        GanMocoPipeline.from_pretrained(old)
+    r = run_cli("convert", old, new)
+    assert r.returncode == 0, r.stderr
+    assert "saved before the upscaling head existed" in r.stdout
+    assert sorted((p.relative_to(old), p.read_bytes()) for p in old.rglob("*") if p.is_file()) == before
+    pipe = GanMocoPipeline.from_pretrained(new)
+    assert pipe.generator.upscaler is None and pipe.upscale_scales == ()
+    reference = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    content, style = examples / "bird_owl.jpg", examples / "van_gogh_bridge.jpg"
+    assert image_diff(pipe.stylize(content, style), reference.stylize(content, style)) == 0.0
+    with pytest.raises(ValueError, match="this model has no upscaling head"):
+        pipe.upscale(content, scale=2)
+    r = run_cli("convert", new, tmp_path / "newer")
+    assert r.returncode == 2 and "already in the current layout" in r.stderr, r.stderr
+    r = run_cli("convert", old, new)
+    assert r.returncode == 2 and "exists and is not empty" in r.stderr, r.stderr
+    assert not (tmp_path / "newer").exists() and not list(tmp_path.glob("*.converting"))

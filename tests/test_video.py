@@ -104,9 +104,10 @@ def test_video_encodes_styles_once_at_any_strength(tiny_pipeline_dir, examples):
 def test_camera_motion_is_recovered_and_occlusions_are_found(examples):
     import torch
 
-    from ganmoco.data import load_image, to_tensor
     from ganmoco.evaluate import motion_clip
+    from ganmoco.images import load_image
     from ganmoco.motion import IDENTITY, agreement, estimate_motion, warp
+    from ganmoco.pixels import to_tensor
 
     photo = load_image(examples / "castle_chambord.jpg")
     pan = [to_tensor(f) for f in motion_clip(photo, "pan", 2, (320, 180), 3.0)]
@@ -128,8 +129,9 @@ def test_keep_contrast_restores_what_a_blend_of_two_textures_flattens(examples):
     frame's, leaves the coarse picture as it was, and changes nothing where nothing was lost."""
     import torch
 
-    from ganmoco.data import load_image, to_tensor
+    from ganmoco.images import load_image
     from ganmoco.motion import keep_contrast
+    from ganmoco.pixels import to_tensor
 
     photo = to_tensor(load_image(examples / "van_gogh_starry_night.jpg").resize((192, 128)))
     other = photo.roll((5, 7), dims=(2, 3))  # the same kind of texture, not aligned with it

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
+
+# started as a script (accelerate launch train/train.py): the repository root first, so `train` is this package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 import torch.nn.functional as F
-from steps import LossWeights, discriminator_loss, style_step
 
 from ganmoco.baselines import AdaINNet
 from ganmoco.bench import machine
 from ganmoco.models import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
 from ganmoco.models.features import VGG_STYLE_LAYERS
+from train.steps import LossWeights, discriminator_loss, style_step
 
 
 def _timed(step, steps: int) -> float:

@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 from accelerate.logging import get_logger
-from steps import INCEPTION_STYLE_LAYERS
 
 from ganmoco.baselines import magenta_networks
 from ganmoco.models import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
 from ganmoco.models.features import VGG_STYLE_LAYERS
-from ganmoco.pipeline import GanMocoPipeline
+from train.steps import INCEPTION_STYLE_LAYERS
 
 logger = get_logger(__name__)
 
@@ -30,20 +29,27 @@ def magenta_models(generator_config: str | None) -> tuple[GanMocoGenerator, Styl
     return magenta_networks(**extra)
 
 
-def _fresh_heads(G: GanMocoGenerator, folder: Path) -> GanMocoGenerator:
-    """G with every weight its folder stores, and freshly initialised layers where the folder has none (e.g. the
-    upscaling head of a model saved before it existed: loading leaves those zero, a saddle training cannot
-    leave)."""
+def _pipeline_models(folder: Path) -> tuple[GanMocoGenerator, StyleEncoder]:
+    """The generator and style encoder of a pipeline folder. Read directly, not with from_pretrained, so that a
+    folder saved by an older ganmoco (before a head existed) trains too: layers the folder has no weights for start
+    freshly initialised (loading would leave them zero, a saddle training cannot leave)."""
     from safetensors.torch import load_file
 
+    for part in ("generator", "style_encoder"):
+        if not (folder / part / "config.json").is_file() or not any((folder / part).glob("*.safetensors")):
+            raise SystemExit(f"error: --init_from {folder} is not a pipeline folder (no {part}/ with safetensors)")
+    G = GanMocoGenerator.from_config(GanMocoGenerator.load_config(folder / "generator"))
     stored = {}
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in sorted((folder / "generator").glob("*.safetensors")):
         stored |= load_file(path)
-    fresh = GanMocoGenerator.from_config(G.config)
-    missing = fresh.load_state_dict({k: v.float() for k, v in stored.items()}, strict=False).missing_keys
+    try:
+        missing = G.load_state_dict({k: v.float() for k, v in stored.items()}, strict=False).missing_keys
+    except RuntimeError as err:
+        raise SystemExit(f"error: the generator weights in {folder} do not fit its config.json: {err}") from None
     if missing:
         logger.info(f"{len(missing)} generator weights not in {folder} start fresh: {sorted(missing)[:4]}...")
-    return fresh
+    E = StyleEncoder.from_pretrained(folder / "style_encoder", use_safetensors=True)
+    return G, E
 
 
 def _from_config(cls, path):
@@ -69,13 +75,12 @@ def build_networks(args, device):
     if args.init_from == "magenta":
         G, E = magenta_models(args.generator_config)
     elif args.init_from:
-        init = GanMocoPipeline.from_pretrained(args.init_from)
-        G, E = _fresh_heads(init.generator, Path(args.init_from) / "generator"), init.style_encoder
+        G, E = _pipeline_models(Path(args.init_from))
     else:
         G = _from_config(GanMocoGenerator, args.generator_config)
         E = _from_config(StyleEncoder, args.style_encoder_config)
         if not args.no_pretrained_features:
-            from ganmoco.weights import load_weights
+            from ganmoco.models.pretrained import load_weights
 
             E.load_trunk(load_weights("inception_v3"))
     if args.discriminator_config:

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from accelerate.logging import get_logger
 from torchvision.utils import make_grid, save_image
 
-from ganmoco.data import load_image, synthetic_fusion_pair, to_tensor
+from ganmoco.data import synthetic_fusion_pair
+from ganmoco.images import load_image
+from ganmoco.pixels import to_tensor
 
 logger = get_logger(__name__)
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"

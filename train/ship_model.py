@@ -1,8 +1,10 @@
-"""Copy a training run's pipeline into a compact folder: weights as fp16 safetensors, plus the model card,
-`training_args.json`, the training log, the last sample grid, a grid of the bundled examples and a strength
-strip (one photo from strength 0 to 1).
+"""Copy a training run's pipeline into a compact folder: weights as fp16 safetensors, the presets, the model
+card and licences. What records the run (`training_args.json`, the training log, the last sample grid, a grid of
+the bundled examples and a strength strip, one photo from strength 0 to 1) goes to `--records`, outside the
+installed package.
 
-    python train/ship_model.py --run out/ --dst ganmoco/assets/default-model [--log train.log]
+    python train/ship_model.py --run out/ --dst ganmoco/assets/default-model [--log train.log] \
+        [--records docs/default-model]
 
 fp16 halves the size; `GanMocoPipeline.from_pretrained` loads it back as fp32. The script reports how far
 the fp16 pipeline's output moves from the fp32 one on the bundled example images (8-bit levels).
@@ -20,7 +22,8 @@ import torch
 
 from ganmoco.pipeline import to_fp16
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "ganmoco" / "assets" / "examples"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "ganmoco" / "assets" / "examples"
 # The filter presets shipped with the default model: name -> (bundled style images, blend weights)
 PRESETS = {
     "starry-night": (["van_gogh_starry_night"], None),
@@ -95,8 +98,14 @@ def main(argv=None):
     p.add_argument("--dst", required=True)
     p.add_argument("--log", help="the run's console log, cleaned into train_log.txt")
     p.add_argument("--extra", nargs="*", default=[], help="more files to ship beside the model card")
+    p.add_argument(
+        "--records",
+        default=str(REPO / "docs" / "default-model"),
+        help="where the run's arguments, log, samples and grids go (default: docs/default-model)",
+    )
     args = p.parse_args(argv)
-    run, dst = Path(args.run), Path(args.dst)
+    run, dst, records = Path(args.run), Path(args.dst), Path(args.records)
+    records.mkdir(parents=True, exist_ok=True)
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -108,16 +117,16 @@ def main(argv=None):
             run / component / "diffusion_pytorch_model.safetensors",
             dst / component / "diffusion_pytorch_model.safetensors",
         )
-    for name in ("README.md", "training_args.json"):
-        shutil.copy(run / name, dst)
+    shutil.copy(run / "README.md", dst)
+    shutil.copy(run / "training_args.json", records)
     for name in args.extra:  # e.g. the NOTICE and LICENSES.md of the weights and data it was trained from
         shutil.copy(name, dst)
     samples = sorted((run / "samples").glob("*.png"))
     if samples:
-        (dst / "samples").mkdir()
-        shutil.copy(samples[-1], dst / "samples" / samples[-1].name)
+        (records / "samples").mkdir(exist_ok=True)
+        shutil.copy(samples[-1], records / "samples" / samples[-1].name)
     if args.log:
-        (dst / "train_log.txt").write_text(clean_log(Path(args.log).read_text(errors="replace")))
+        (records / "train_log.txt").write_text(clean_log(Path(args.log).read_text(errors="replace")))
 
     from ganmoco import GanMocoPipeline
 
@@ -130,8 +139,8 @@ def main(argv=None):
             worst = max(worst, int(np.abs(a - b).max()))
     for name, (styles, weights) in PRESETS.items():  # codes of this model's style space
         half.save_preset(name, [EXAMPLES / f"{s}.jpg" for s in styles], weights, folder=dst / "presets")
-    grid(half, dst / "grid.jpg")
-    psnr = strength_strip(half, dst / "strength.jpg")
+    grid(half, records / "grid.jpg")
+    psnr = strength_strip(half, records / "strength.jpg")
     print("strength 0, 0.25, 0.5, 0.75, 1: PSNR to the photo " + ", ".join(f"{p} dB" for p in psnr))
     size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
     print(f"{dst}: {size / 2**20:.1f} MiB; fp16 vs fp32 output: max {worst} levels of 255")

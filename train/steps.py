@@ -1,8 +1,9 @@
 """The GAN-MoCo step: the generator's losses for each task's batch and the discriminator's, from one LossWeights.
 
-    L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV
+    L_G = adversarial_weight L_GAN + style_weight L_style + fusion_weight L_fusion
+          + feature_weight L_feature + tv_weight TV
           (+ teacher_weight L_teacher, temporal_weight L_temporal and colour_weight L_colour on style batches,
-           + delta L_upscale on super-resolution batches)
+           + upscale_weight L_upscale on super-resolution batches)
 
 Each step function returns (loss_G, fake, code, real, raw terms): the discriminator then judges `fake` against
 `real` under `code`. D is passed unwrapped and frozen: a generator step must not touch its DDP reducer.
@@ -22,12 +23,13 @@ from ganmoco.tasks import FUSION_TASKS
 VGG_CONTENT_LAYER = "relu3_3"
 INCEPTION_STYLE_LAYERS = ("Mixed_5d", "Mixed_6e")
 # Raw VGG features of 0..255 caffe-style input are large; these put each raw term near 1 at the start of
-# training so the user-facing weights (alpha, beta, gamma) stay readable.
+# training so the user-facing weights (style_weight, fusion_weight, feature_weight) stay readable.
 GRAM_SCALE, FEATURE_SCALE = 1e-3, 1e-3
 
 
-def _weight(default, help: str):
-    return field(default=default, metadata={"help": help})
+def _weight(default, help: str, old: str | None = None):
+    """A field of LossWeights; `old`: the flag's name before every weight was called <term>_weight (still taken)."""
+    return field(default=default, metadata={"help": help, "old": old})
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,12 @@ class LossWeights:
     """Every weight of the mixed loss, made once from the training arguments: each field is a flag of
     train/train.py, with its default and its --help here (one home)."""
 
-    lambda_adv: float = _weight(0.1, "weight of L_GAN (0: no discriminator is trained)")
-    alpha_style: float = _weight(1.0, "weight of L_style")
-    beta_fusion: float = _weight(1.0, "weight of L_fusion")
-    gamma_feature: float = _weight(1.0, "weight of L_feature (0: no VGG pass on fusion batches)")
-    lambda_tv: float = _weight(0.05, "weight of the total-variation term")
-    delta_upscale: float = _weight(1.0, "weight of L_upscale (L1 to the high-res photo, x2 and x4)")
+    adversarial_weight: float = _weight(0.1, "weight of L_GAN (0: no discriminator is trained)", old="lambda_adv")
+    style_weight: float = _weight(1.0, "weight of L_style", old="alpha_style")
+    fusion_weight: float = _weight(1.0, "weight of L_fusion", old="beta_fusion")
+    feature_weight: float = _weight(1.0, "weight of L_feature (0: no VGG pass on fusion batches)", old="gamma_feature")
+    tv_weight: float = _weight(0.05, "weight of the total-variation term", old="lambda_tv")
+    upscale_weight: float = _weight(1.0, "weight of L_upscale (L1 to the high-res photo, x2, x4)", old="delta_upscale")
     upscale_ssim_weight: float = _weight(0.1, "weight of 1 - SSIM inside L_upscale")
     upscale_feature_weight: float = _weight(
         0.0,
@@ -110,8 +112,8 @@ def style_step(G, E, D, nets, batch_c, batch_s, w: LossWeights, teacher=None):
         terms["style_meanstd"] = losses.mean_std_style_loss(inception(fake), i_style)
         style = style + w.inception_style_weight * terms["style_meanstd"]
     terms["adv_g"] = losses.ADVERSARIAL[w.gan_loss][1](D(fake, code.detach()))
-    loss = w.lambda_adv * terms["adv_g"] + w.alpha_style * style + w.gamma_feature * terms["feature"]
-    loss = loss + w.lambda_tv * terms["tv"]
+    loss = w.adversarial_weight * terms["adv_g"] + w.style_weight * style + w.feature_weight * terms["feature"]
+    loss = loss + w.tv_weight * terms["tv"]
     if w.temporal_weight > 0:  # a camera move of up to 3 px (not a multiple of the stride) and sensor noise
         dy, dx = (int(v) for v in torch.randint(-3, 4, (2,)))
         moved = torch.roll(batch_c, (dy, dx), dims=(2, 3)) + 0.01 * torch.randn_like(batch_c)
@@ -152,8 +154,8 @@ def fusion_step(G, D, nets, batch, w: LossWeights, synthetic: bool):
         w_grad=w.fusion_unsupervised_weight,
         w_ssim=w.fusion_unsupervised_weight,
     )
-    loss = w.beta_fusion * fusion
-    if w.gamma_feature > 0:  # VGG is the costliest part of a fusion step: skipped when unweighted
+    loss = w.fusion_weight * fusion
+    if w.feature_weight > 0:  # VGG is the costliest part of a fusion step: skipped when unweighted
         with torch.no_grad():
             f_sources = [vgg(sources[:, i]) for i in range(sources.shape[1])]
         f_fused = vgg(fused)
@@ -167,11 +169,11 @@ def fusion_step(G, D, nets, batch, w: LossWeights, synthetic: bool):
             )
             / len(f_sources)
         )
-        loss = loss + w.gamma_feature * terms["feature"]
+        loss = loss + w.feature_weight * terms["feature"]
     terms["fusion"] = fusion
-    if w.lambda_adv > 0:
+    if w.adversarial_weight > 0:
         terms["adv_g"] = losses.ADVERSARIAL[w.gan_loss][1](D(fused, code))
-        loss = loss + w.lambda_adv * terms["adv_g"]
+        loss = loss + w.adversarial_weight * terms["adv_g"]
     return loss, fused, code, reference, terms
 
 
@@ -179,7 +181,7 @@ def upscale_step(G, D, nets, batch, w: LossWeights):
     """A super-resolution batch: x2 and x4 of the same photos, each input with its denoise strength (0 clean,
     1 degraded; with upscale_denoise in the generator's config). upscale_feature_weight > 0 adds a perceptual term
     on the x4 output (VGG features of the output against the photo's, as SRGAN-style training does); the
-    discriminator (lambda_adv > 0) judges the x4 output against the photo, under the "general" task code."""
+    discriminator (adversarial_weight > 0) judges the x4 output against the photo, under the "general" task code."""
     low2, high2, low4, high, levels = batch
     if not extract_model_from_parallel(G).config.upscale_denoise:
         levels = torch.zeros_like(levels)  # a head without the strength learns every input alike
@@ -187,7 +189,7 @@ def upscale_step(G, D, nets, batch, w: LossWeights):
     terms = {f"upscale_x{s}": losses.upscale_loss(up, hr, w.upscale_ssim_weight) for s, up, hr in pairs}
     up4 = pairs[1][1]
     terms["upscale"] = (terms["upscale_x2"] + terms["upscale_x4"]) / 2
-    loss = w.delta_upscale * terms["upscale"]
+    loss = w.upscale_weight * terms["upscale"]
     if w.upscale_feature_weight > 0:
         vgg, _ = nets
         with torch.no_grad():
@@ -196,9 +198,9 @@ def upscale_step(G, D, nets, batch, w: LossWeights):
         loss = loss + w.upscale_feature_weight * terms["upscale_feature"]
     code = extract_model_from_parallel(G).task_code(0, high.shape[0]).detach()
     fake = up4.clamp(-1, 1)
-    if w.lambda_adv > 0:
+    if w.adversarial_weight > 0:
         terms["adv_g"] = losses.ADVERSARIAL[w.gan_loss][1](D(fake, code))
-        loss = loss + w.lambda_adv * terms["adv_g"]
+        loss = loss + w.adversarial_weight * terms["adv_g"]
     return loss, fake, code, high, terms
 
 

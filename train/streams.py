@@ -12,9 +12,9 @@ from ganmoco.data import (
     ResumableBatchSampler,
     SyntheticFusionDataset,
     UpscaleDataset,
-    find_images,
     split_train_val,
 )
+from ganmoco.images import find_images
 
 logger = get_logger(__name__)
 

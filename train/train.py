@@ -1,7 +1,11 @@
 """Train GAN-MoCo: one generator for style transfer, fusion and super-resolution, trained adversarially with
 the mixed loss
 
-    L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV (+ delta L_upscale)
+    L_G = adversarial_weight L_GAN + style_weight L_style + fusion_weight L_fusion
+          + feature_weight L_feature + tv_weight TV (+ upscale_weight L_upscale)
+
+(alpha, beta, gamma of L = L_GAN + α·L_style + β·L_fusion + γ·L_feature are style_weight, fusion_weight and
+feature_weight; every weight is a `--<term>_weight` flag, the names before that still taken.)
 
 Each step is a style, a fusion or a super-resolution batch (`--fusion_ratio`, `--upscale_ratio`); all update
 the one shared generator. The losses are in steps.py, the networks in networks.py, the data streams in
@@ -18,8 +22,12 @@ import json
 import logging
 import math
 import random
+import sys
 from dataclasses import fields
 from pathlib import Path
+
+# started as a script (accelerate launch train/train.py): the repository root first, so `train` is this package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 from accelerate import Accelerator
@@ -27,15 +35,15 @@ from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from networks import build_networks
-from outputs import check_replicas, find_checkpoint, push_to_hub, sample_grid, save_checkpoint, write_model_card
-from steps import LossWeights, discriminator_loss, fusion_step, style_step, upscale_step
-from streams import build_data
 from tqdm.auto import tqdm
 
 from ganmoco import losses
 from ganmoco.models import GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
 from ganmoco.pipeline import GanMocoPipeline
+from train.networks import build_networks
+from train.outputs import check_replicas, find_checkpoint, push_to_hub, sample_grid, save_checkpoint, write_model_card
+from train.steps import LossWeights, discriminator_loss, fusion_step, style_step, upscale_step
+from train.streams import build_data
 
 logger = get_logger(__name__)
 
@@ -106,11 +114,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fusion_ratio 0 --upscale_ratio 0)",
     )
     loss = p.add_argument_group(
-        "loss weights: L_G = lambda_adv L_GAN + alpha L_style + beta L_fusion + gamma L_feature + lambda_tv TV"
+        "loss weights (alpha, beta, gamma = --style_weight, --fusion_weight, --feature_weight; the old names "
+        "--lambda_adv, --alpha_style, --beta_fusion, --gamma_feature, --lambda_tv, --delta_upscale are still taken)"
     )
     for weight in fields(LossWeights):  # defaults and help live with the weights
         kind = {"choices": sorted(losses.ADVERSARIAL)} if weight.name == "gan_loss" else {"type": float}
-        loss.add_argument(f"--{weight.name}", default=weight.default, help=weight.metadata["help"], **kind)
+        old = [f"--{weight.metadata['old']}"] if weight.metadata["old"] else []
+        loss.add_argument(
+            f"--{weight.name}", *old, dest=weight.name, default=weight.default, help=weight.metadata["help"], **kind
+        )
     train = p.add_argument_group("training")
     train.add_argument(
         "--output_dir", required=True, help="folder for checkpoints, samples, logs and the final pipeline"
@@ -300,7 +312,7 @@ def main(args: argparse.Namespace) -> Path:
                         G, E, D_frozen, nets, batch_c, batch_s, weights, teacher
                     )
                 accelerator.backward(loss_G)
-                if args.lambda_adv > 0:  # without L_GAN the discriminator has nothing to teach
+                if args.adversarial_weight > 0:  # without L_GAN the discriminator has nothing to teach
                     D.requires_grad_(True)
                     loss_D = discriminator_loss(D, real, fake, code, weights)
                     accelerator.backward(loss_D)

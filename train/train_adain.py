@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from ganmoco import losses
 from ganmoco.baselines.adain import ENCODER_LAYER, STYLE_LAYERS, AdaINDecoder, adaptive_instance_norm
-from ganmoco.data import ImageDataset, ResumableBatchSampler, find_images, split_train_val
+from ganmoco.data import ImageDataset, ResumableBatchSampler, split_train_val
+from ganmoco.images import find_images
 from ganmoco.models.features import FeatureExtractor
 
 

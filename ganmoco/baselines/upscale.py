@@ -57,7 +57,7 @@ class EsrganThick:
     large images fit in memory."""
 
     def __init__(self, scale: int, tile: int = 192):
-        from ..weights import load_weights
+        from ..models.pretrained import load_weights
 
         if scale not in (2, 4):
             raise ValueError(f"ESRGAN-thick is converted for x2 and x4, not x{scale}")

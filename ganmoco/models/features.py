@@ -9,8 +9,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torchvision.models import vgg16
 
-from ..weights import load_weights
 from .layers import INCEPTION_LAYERS, build_fid_inception
+from .pretrained import load_weights
 
 
 def _vgg16_names() -> list[str]:

@@ -2,7 +2,7 @@
 
 Two trunks: the FID Inception V3 (a learned head on its feature mean and std), or the MobileNetV2 of Magenta's
 arbitrary-stylization predictor, whose pretrained head gives the 100-d style vector its transformer was trained
-on (`ganmoco.weights.load_weights("magenta_predict")`).
+on (`ganmoco.models.pretrained.load_weights("magenta_predict")`).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class StyleEncoder(ModelMixin, ConfigMixin):
         self.head = nn.Sequential(nn.Linear(2 * channels, 2 * code_dim), nn.ReLU(), nn.Linear(2 * code_dim, code_dim))
 
     def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
-        """Load pretrained FID Inception weights (e.g. `ganmoco.weights.load_weights("inception_v3")`)."""
+        """Load pretrained FID Inception weights (e.g. `ganmoco.models.pretrained.load_weights("inception_v3")`)."""
         own = self.trunk.state_dict()
         self.trunk.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
 
