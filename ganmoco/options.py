@@ -47,27 +47,27 @@ def mask_fits(mask: tuple[int, int], photo: tuple[int, int]) -> None:
         )
 
 
+def _number(value) -> float:
+    """`value` as a float; NaN (which every range check refuses) when it is none."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def style_scale(value) -> float | str:
-    """ "auto" or a number in [0.25, 4]: how large a style's strokes are painted."""
+    """How large a style's strokes are painted: "auto" or a number in [0.25, 4]."""
     if value == "auto":
         return value
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        scale = math.nan
-    if not 0.25 <= scale <= 4.0:  # also refuses NaN
+    if not 0.25 <= _number(value) <= 4.0:
         raise ValueError(f'style_scale must be "auto" or a number in [0.25, 4], got {value!r}')
-    return scale
+    return _number(value)
 
 
 def strength(value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not 0.0 <= number <= 1.0:  # also refuses NaN
+    if not 0.0 <= _number(value) <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {value!r}")
-    return number
+    return _number(value)
 
 
 def blend_weights(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -84,10 +84,9 @@ def blend_weights(weights: Sequence[float] | None, count: int) -> list[float]:
 
 def below_one(name: str, value) -> float:
     """A momentum-like option in [0, 1): 1 would never let a new frame in."""
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return value
+    if not 0.0 <= _number(value) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return _number(value)
 
 
 def denoise(value) -> float:
