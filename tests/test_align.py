@@ -190,3 +190,22 @@ def test_real_stacks_are_fetched_from_the_registries_and_fused(tiny_pipeline_dir
     assert report["Moraine focus stack (focusstacker)"]["size"] == [1280, 1920]
     assert all(Image.open(p).width > 0 for p in (tmp_path / "out").glob("real_*.jpg"))
     assert len(list((tmp_path / "out").glob("real_*.jpg"))) == 3
+
+
+def test_the_resampling_spline_passes_through_the_pixels_and_keeps_more_than_a_cubic_one(photo):
+    """Moved frames are resampled with a degree-7 B-spline: it passes through every pixel, and a photo rotated
+    and moved back loses less of itself than with the cubic B-spline (the hand-held evaluator: +0.3 dB)."""
+    ys, xs = torch.meshgrid(torch.arange(40.0, 340.0), torch.arange(40.0, 340.0), indexing="ij")
+    assert (
+        align._spline_sample(photo, xs, ys, align.SPLINE_DEGREE) - photo[..., 40:340, 40:340]
+    ).abs().max() < 1e-3  # 1/8 level
+    theta = _motion(3.3, -2.6, 0.8, 1.01, 384)
+    size, box = (384, 384), (0, 384, 0, 384)
+
+    def round_trip_error(degree):
+        there = align.sample(photo, theta, box, size, degree)[0]
+        back = align.sample(there, _inverse(theta), box, size, degree)[0]
+        return (interior(back) - interior(photo)).pow(2).mean().item()
+
+    cubic, septic = round_trip_error(3), round_trip_error(7)
+    assert septic < 0.8 * cubic, (septic, cubic)
