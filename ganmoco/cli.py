@@ -40,10 +40,11 @@ def _output_path(out: str) -> Path:
 
 
 def _check_weights(weights: list[float] | None, count: int, what: str) -> None:
-    if weights is not None and len(weights) != count:
+    if weights is None:
+        return
+    if len(weights) != count:
         raise UsageError(f"--weights has {len(weights)} values for {count} {what}")
-    if weights is not None:
-        options.blend_weights(weights, count)
+    options.blend_weights(weights, count)
 
 
 def _check_presets(names: list[str], model: str | None) -> None:
@@ -99,16 +100,6 @@ def _load_pipeline(model: str | None):
     from .pipeline import GanMocoPipeline
 
     return GanMocoPipeline.from_pretrained(model)
-
-
-def _unit_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
 
 
 def _style_scale_option(p: argparse.ArgumentParser) -> None:
@@ -169,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2 or 4: the output is scale x the input")
     p.add_argument(
         "--denoise",
-        type=_unit_number,
+        type=_checked(lambda text: options.denoise(float(text))),
         help="0..1: 0 (the default) sharpens; 1 cleans up a photo's JPEG blocks and noise instead (smoother; the "
         "bundled model has it)",
     )

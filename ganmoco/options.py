@@ -124,10 +124,10 @@ def preset_name(name: str) -> str:
     return name
 
 
-def user_presets(model: str | Path | None) -> Path | None:
-    """Where presets saved for the bundled model go: the user's cache (the package folder may be read-only and is
-    replaced on reinstall). Other models keep theirs in their own folder."""
-    if model is None or Path(model).resolve() == DEFAULT_MODEL.resolve():
+def user_presets(model: str | Path) -> Path | None:
+    """Where presets saved for the bundled model (its folder `model`) go: the user's cache (the package folder may
+    be read-only and is replaced on reinstall). Other models keep theirs in their own folder: None."""
+    if Path(model).resolve() == DEFAULT_MODEL.resolve():
         return cache_dir() / "presets" / "default-model"
     return None
 

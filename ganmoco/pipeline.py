@@ -26,6 +26,7 @@ from . import options
 from .align import ALIGN_SIDE, GHOST_SIDE, MIN_ALIGN_SIDE, common_box, ghost_masks, register, sample
 from .cpu import tune_allocator
 from .images import ImageInput, load_image
+from .migrate import ConvertError, outdated
 from .models.generator import FUSION_TASKS, GanMocoGenerator, NormStats
 from .models.style_encoder import StyleEncoder
 from .motion import IDENTITY, carry_over
@@ -100,8 +101,6 @@ class GanMocoPipeline(DiffusionPipeline):
                 raise ModelLoadError(
                     f"cannot fetch {os.fspath(path)!r} from the Hub: {str(err).splitlines()[0]}"
                 ) from None
-        from .migrate import ConvertError, outdated
-
         try:
             older = outdated(local)  # also: the files a pipeline folder needs, weights in safetensors only
         except ConvertError as err:
@@ -238,7 +237,8 @@ class GanMocoPipeline(DiffusionPipeline):
         `presets/`; for the bundled model, the user's cache). `save_pretrained` carries presets along."""
         options.preset_name(name)
         styles = list(styles) if isinstance(styles, list | tuple) else [styles]
-        default = options.user_presets(self.name_or_path) or Path(self.name_or_path or ".") / "presets"
+        mine = options.user_presets(self.name_or_path) if self.name_or_path else None
+        default = mine or Path(self.name_or_path or ".") / "presets"
         target = Path(folder) if folder is not None else default
         target.mkdir(parents=True, exist_ok=True)
         path = target / f"{name}.safetensors"
