@@ -533,8 +533,8 @@ def _batch(args) -> int:
         raise UsageError(f"--out must be a folder for several inputs, and {args.out!r} is a file")
     if args.command == "stylize":
         _check_styles(args)
-        if args.mask:
-            raise UsageError("--mask fits one content image; stylize several without it")
+        if args.mask or args.split_styles:
+            raise UsageError("--mask (and --split-styles) fits one content image; stylize several without it")
         jobs = batch.image_jobs(args.content, out_dir, args.format)
         styles = _style_images(args.style)
     elif args.command == "upscale":

@@ -106,7 +106,8 @@ def test_fuse_a_folder_of_stacks(tiny_pipeline_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--mask", "MASK"], "--mask fits one content image"),
+        (["--mask", "MASK"], "--mask (and --split-styles) fits one content image"),
+        (["--split-styles"], "--mask (and --split-styles) fits one content image"),
         (["--batch-size", "0"], "--batch-size: expected a whole number of at least 1"),
         (["--format", "xyz"], "--format 'xyz'"),
     ],
