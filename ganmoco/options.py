@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from .images import MAX_IMAGE_PIXELS, ImageError
 from .weights import cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
@@ -17,8 +18,6 @@ MASK_SHAPE_TOLERANCE = 0.02  # a mask may be a scaled copy of the photo's shape,
 
 def paintable(size: tuple[int, int]) -> None:
     """A photo to stylize: at least MIN_CONTENT_SIDE on its shorter side."""
-    from .images import ImageError
-
     if min(size) < MIN_CONTENT_SIDE:
         raise ImageError(
             f"a photo to stylize must be at least {MIN_CONTENT_SIDE} px on its shorter side, got {size[0]}x{size[1]}"
@@ -27,8 +26,6 @@ def paintable(size: tuple[int, int]) -> None:
 
 def style_image(size: tuple[int, int]) -> None:
     """A style image: at least MIN_STYLE_SIDE on its shorter side."""
-    from .images import ImageError
-
     if min(size) < MIN_STYLE_SIDE:
         raise ImageError(
             f"a style image must be at least {MIN_STYLE_SIDE} px on its shorter side to carry a style, "
@@ -38,8 +35,6 @@ def style_image(size: tuple[int, int]) -> None:
 
 def mask_fits(mask: tuple[int, int], photo: tuple[int, int]) -> None:
     """A mask of the photo's size, or a scaled copy of its shape."""
-    from .images import ImageError
-
     if abs(math.log((mask[0] * photo[1]) / (mask[1] * photo[0]))) > MASK_SHAPE_TOLERANCE:
         raise ImageError(
             f"the mask is {mask[0]}x{mask[1]} but the photo {photo[0]}x{photo[1]}: give a mask of the photo's size "
@@ -100,8 +95,6 @@ def denoise(value) -> float:
 
 def upscaled_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
     """The output size of upscaling an image of `size` by `scale`, refused above MAX_IMAGE_PIXELS."""
-    from .images import MAX_IMAGE_PIXELS
-
     width, height = size[0] * scale, size[1] * scale
     if width * height > MAX_IMAGE_PIXELS:
         raise ValueError(

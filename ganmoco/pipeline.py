@@ -630,7 +630,7 @@ class GanMocoPipeline(DiffusionPipeline):
         denoise = options.denoise(denoise)
         if denoise and not getattr(self.generator.config, "upscale_denoise", False):
             raise ValueError("this model's upscaler has no denoise strength: only denoise=0 (or None)")
-        return float(denoise)
+        return denoise
 
     def _upscale_tiled(self, x: torch.Tensor, scale: int, tile: int, denoise: float = 0.0) -> torch.Tensor:
         grid = 2**self.generator.config.num_downsamples  # tiles start on the encoder's stride grid, like the image

@@ -76,7 +76,7 @@ def image_diff(a: Image.Image, b: Image.Image) -> float:
 def run_cli(*args) -> subprocess.CompletedProcess:
     """`ganmoco ARGS...` in this process (arguments may be paths): `ganmoco.cli.main` with its stdout and stderr
     captured, as the console script runs it. The console script itself, and what must not be imported before an
-    argument check, are tested in real processes (`run_cli_process`, test_cli.py)."""
+    argument check, are tested in real processes (test_cli.py)."""
     import contextlib
     import io
     import warnings
@@ -101,18 +101,6 @@ def run_cli(*args) -> subprocess.CompletedProcess:
     finally:
         warnings.formatwarning = formatwarning  # main sets the CLI's one-line warnings: keep them to the call
     return subprocess.CompletedProcess(["ganmoco", *argv], code, out.getvalue(), err.getvalue())
-
-
-def run_cli_process(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
-    """`ganmoco ARGS...` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "ganmoco.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
 
 
 def assert_one_error_line(r: subprocess.CompletedProcess) -> None:
