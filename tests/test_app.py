@@ -314,6 +314,11 @@ def test_more_styles_with_weights_and_a_painted_mask(app_module, examples, monke
     one = app_module.stylize(str(content), str(s1), progress=_no_progress)
     larger = app_module.stylize(str(content), str(s1), stroke_scale="2", progress=_no_progress)  # larger strokes
     assert larger.size == one.size and image_diff(larger, one) > 2.0
+    # brush size relative to the picture: the photo (over 256 px) laid out at 256 px has larger strokes
+    broad = app_module.stylize(str(content), str(s1), brush="large", progress=_no_progress)
+    assert broad.size == one.size and image_diff(broad, one) > 2.0
+    with pytest.raises(app_module.gr.Error, match="Brush size must be one of"):
+        app_module.stylize(str(content), str(s1), brush="huge", progress=_no_progress)
     three = app_module.stylize(
         str(content),
         str(s1),

@@ -5,7 +5,7 @@ import sys
 
 from PIL import Image
 
-from .conftest import assert_one_error_line, run_cli
+from .conftest import assert_one_error_line, image_diff, run_cli
 
 
 def test_stylize_and_fuse_write_images_of_the_content_size(tiny_pipeline_dir, examples, tmp_path):
@@ -195,6 +195,7 @@ def test_every_argument_and_input_check_comes_before_torch(examples, tmp_path):
     cases = [
         ([*stylize, "--strength", "3"], "strength must be in [0, 1]"),
         ([*stylize, "--style-scale", "9"], "style_scale must be"),
+        ([*stylize, "--paint-side", "100"], 'paint_side must be "full" or a whole number of at least 128'),
         ([*stylize, "--style", style, "--weights", "-1", "1"], "non-negative with a positive sum"),
         ([*stylize, "--style", style, "--weights", "1"], "--weights has 1 values for 2"),
         ([*stylize, "--preset", "nope"], "unknown preset 'nope'; this model has bridge"),
@@ -258,3 +259,27 @@ def test_a_torchvision_of_another_torch_is_named_with_the_fix(tmp_path, examples
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: torchvision does not match torch") and "install the two as one pair" in last
+
+
+def test_paint_side_on_the_command_line_is_the_pipelines(tiny_pipeline_dir, examples, tmp_path):
+    """--paint-side N and "full", for one photo and for a folder, give the Python call's pictures."""
+    from ganmoco import GanMocoPipeline
+
+    pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
+    photo, style = examples / "castle_chambord.jpg", examples / "van_gogh_bridge.jpg"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.open(photo).save(folder / "castle.png")
+    for side, value in (("256", 256), ("full", None)):
+        out = tmp_path / f"{side}.png"
+        r = run_cli(
+            "stylize", photo, "--style", style, "--paint-side", side, "--model", tiny_pipeline_dir, "--out", out
+        )
+        assert r.returncode == 0, r.stderr
+        expected = pipe.stylize(photo, style, paint_side=value)
+        assert image_diff(Image.open(out), expected) == 0.0
+        r = run_cli("stylize", folder, "--style", style, "--paint-side", side, "--model", tiny_pipeline_dir,
+                    "--out", tmp_path / f"batch-{side}")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert image_diff(Image.open(tmp_path / f"batch-{side}" / "castle.png"), expected) <= 0.01
+    assert image_diff(Image.open(tmp_path / "256.png"), Image.open(tmp_path / "full.png")) > 0.5

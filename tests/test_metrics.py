@@ -211,3 +211,38 @@ def test_eval_video_section(tmp_path, examples, tiny_pipeline_dir):
         for key in ("gram_distance", "colour_histogram_distance"):
             assert motion[f"video {key}"] > 0 and motion[f"per-frame {key}"] > 0
     assert "| pan | 0.00 |" in (out / "metrics.md").read_text()
+
+
+def test_eval_sizes_scores_each_photo_size_whole_and_at_1_to_1(tmp_path, examples, tiny_pipeline_dir):
+    """The photo-size section: every pair at each side, scored seen whole and on a 1:1 crop; a photo within one
+    crop is its own crop, a larger one is not; painting coarse to fine and in one pass are the same call up to
+    the paint side and differ above it; the crops grid has a row per side and a column per method."""
+    out = tmp_path / "eval"
+    r = run_cli(
+        "eval", "--model", str(tiny_pipeline_dir), "--no-style", "--no-fusion", "--sizes", "512", "768",
+        "--size-pairs", "1",
+        "--contents", str(examples / "bird_owl.jpg"), str(examples / "castle_chambord.jpg"),
+        "--styles", str(examples / "van_gogh_bridge.jpg"), str(examples / "van_gogh_starry_night.jpg"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    sizes = json.loads((out / "metrics.json").read_text())["sizes"]
+    assert set(sizes) == {"512", "768"}
+    default, one_pass = "ganmoco", "ganmoco, one pass at full size"
+    for side, methods in sizes.items():
+        assert set(methods) == {default, one_pass}
+        for r in methods.values():
+            assert r["pairs"] == 1 and r["seconds"] > 0 and set(r) == {"pairs", "seconds", "whole", "crop", "per_pair"}
+            assert 0 < r["whole"]["ssim"] < 1 and r["whole"]["gram_distance"] > 0
+        if side == "512":
+            assert methods[default]["whole"] == methods[one_pass]["whole"]
+            assert methods[default]["whole"] == methods[default]["crop"]
+        else:
+            assert methods[default]["whole"] != methods[one_pass]["whole"]
+            assert methods[default]["whole"]["ssim"] != methods[default]["crop"]["ssim"]
+    assert Image.open(out / "grid_sizes.png").size == (256 * 4, 276 * 2)  # seen whole, photo, two methods
+    assert "| 768 | ganmoco |" in (out / "metrics.md").read_text()
+    r = run_cli("eval", "--no-style", "--no-fusion", "--sizes", "32", "--contents", str(examples / "bird_owl.jpg"),
+                "--styles", str(examples / "van_gogh_bridge.jpg"), "--out", str(tmp_path / "o"))  # fmt: skip
+    assert_one_error_line(r)
+    assert "--sizes must be at least 64" in r.stderr

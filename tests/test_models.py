@@ -59,7 +59,8 @@ def test_generator_fuses_any_number_of_inputs_order_invariant(config):
         two = G(sources[:, :2], task=0)
         same = G(sources[:, [1, 1, 1]], task=0)
     assert out.shape == (1, 3, 33, 40) and two.shape == (1, 3, 33, 40) and weights.shape == (1, 3, 1, 33, 40)
-    assert torch.allclose(out, permuted, atol=1e-4)  # float rounding only: far below one 8-bit level
+    # float rounding only (up to 2e-4 with AVX2 kernels): far below one 8-bit level (7.8e-3)
+    assert torch.allclose(out, permuted, atol=1e-3)
     # the weights are a partition of unity per pixel, and they really choose (not all 1/3)
     assert torch.allclose(weights.sum(1), torch.ones(1, 1, 33, 40), atol=1e-6) and weights.min() >= 0
     assert weights.std() > 0.05

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from ganmoco import GanMocoPipeline, ImageError, ModelLoadError
+from ganmoco import GanMocoPipeline, ImageError, ModelLoadError, options
 from ganmoco.pipeline import DEFAULT_MODEL
 
 from .conftest import image_diff
@@ -352,3 +352,71 @@ def test_split_styles_puts_the_first_style_inside_the_mask_and_the_others_blend_
     r = run_cli(*args, *(x for s in styles for x in ("--style", s)), "--weights", "1", "3", "1")
     assert r.returncode == 0, r.stderr
     assert image_diff(Image.open(out), got) <= 0.01
+
+
+def test_paint_levels_double_from_the_paint_side_to_the_photo():
+    assert options.paint_levels((4000, 3000), 512) == [(384, 512), (768, 1024), (1536, 2048), (3000, 4000)]
+    assert options.paint_levels((700, 520), 512) == [(380, 512), (520, 700)]
+    assert options.paint_levels((512, 300), 512) == [(300, 512)]  # no larger than the paint side: one pass
+    assert options.paint_levels((4000, 3000), None) == [(3000, 4000)]  # "full"
+    # a long strip's coarsest level keeps MIN_LEVEL_SIDE on its shorter side, not a line of pixels
+    assert options.paint_levels((20000, 100), 512) == [(64, 12800), (100, 20000)]
+    assert options.paint_levels((20000, 40), 512) == [(40, 20000)]
+    assert options.paint_side("full") is None and options.paint_side("1024") == 1024
+    for bad in (0, 100, 512.5, "big", float("nan"), -512):
+        with pytest.raises(ValueError, match="paint_side must be"):
+            options.paint_side(bad)
+
+
+def test_a_large_photo_is_the_same_painting_seen_whole_with_brush_work_at_1_to_1(examples):
+    """The bundled model: a photo 4x larger than the paint side, seen whole, is close to the photo painted at the
+    paint side (strokes in proportion to the picture), while the one-pass painting at full size is not (its
+    strokes shrink to grain when seen whole); at 1:1 the result has strokes' edges, not the blur of a magnified
+    painting."""
+    pipe = GanMocoPipeline.from_pretrained()
+    style = examples / "van_gogh_starry_night.jpg"
+    small = Image.open(examples / "castle_chambord.jpg").convert("RGB").resize((384, 256), Image.LANCZOS)
+    large = small.resize((1536, 1024), Image.BICUBIC)
+    painted_small = pipe.stylize(small, style, paint_side=384)
+    default, one_pass = pipe.stylize(large, style, paint_side=384), pipe.stylize(large, style, paint_side="full")
+    assert default.size == one_pass.size == large.size
+
+    def seen_whole(image):
+        return image.resize(small.size, Image.LANCZOS)
+
+    assert image_diff(seen_whole(default), painted_small) < 0.6 * image_diff(seen_whole(one_pass), painted_small)
+    magnified = painted_small.resize(large.size, Image.BICUBIC)
+
+    def edges(image):  # mean |Laplacian| of the luminance at 1:1
+        grey = np.asarray(image.convert("L"), np.float32)
+        return np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]).mean()
+
+    assert edges(default) > 3 * edges(magnified)
+    # the default paint side is the pipeline's: a photo no larger than it is painted in one pass as before
+    assert image_diff(pipe.stylize(small, style), pipe.stylize(small, style, paint_side="full")) == 0.0
+    with pytest.raises(ValueError, match="paint_side must be"):
+        pipe.stylize(small, style, paint_side=64)
+
+
+def test_paint_levels_keep_masks_strength_lists_and_tiles(pipe, examples):
+    """The tiny model on a photo above the paint side: a mask's black part stays the photo, strength 0 gives the
+    photo, a list gives the single calls, and tiles give the untiled result."""
+    photo = Image.open(examples / "bird_owl.jpg").convert("RGB").resize((300, 200))
+    style = examples / "van_gogh_bridge.jpg"
+    mask = Image.new("L", photo.size, 0)
+    mask.paste(255, (0, 0, 150, 200))
+    masked = np.asarray(pipe.stylize(photo, style, mask=mask, paint_side=128), np.int16)
+    right = np.asarray(photo, np.int16)[:, 170:]
+    assert (
+        np.abs(masked[:, 170:] - right).max() <= 2 and np.abs(masked[:, :130] - np.asarray(photo)[:, :130]).mean() > 5
+    )
+    assert image_diff(pipe.stylize(photo, style, strength=0.0, paint_side=128), photo) < 0.6
+    one = pipe.stylize(photo, style, paint_side=128)
+    assert image_diff(one, pipe.stylize(photo, style, paint_side="full")) > 1.0
+    assert image_diff(pipe.stylize([photo, photo], style, paint_side=128)[1], one) < 0.6
+    assert (
+        np.abs(
+            np.asarray(pipe.stylize(photo, style, paint_side=128, tile=96), np.int16) - np.asarray(one, np.int16)
+        ).max()
+        <= 1
+    )

@@ -10,7 +10,9 @@ copyright file, drops duplicates (same pixels) and writes PNGs.
 
 Held out by kind: other schools than the training paintings (impressionism, abstraction), Japanese prints,
 textures, and photos of several kinds; `heldout/dev/` (3 photos x 3 styles) chooses between checkpoints,
-`heldout/eval/` (8 x 6) is only measured. Never add the evaluation-only packages (mate-backgrounds,
+`heldout/eval/` (8 x 6) is only measured. With `--large`, `heldout/large/content/` gets 8 photos at the sizes
+cameras give (2560 x 1600, from `plasma-workspace-wallpapers`, 94 MB), all held out: the photo-size section of
+`ganmoco eval --sizes` and its 1:1 crops. Never add the evaluation-only packages (mate-backgrounds,
 lomiri-wallpapers-*, ukui-wallpapers, darknet) here.
 """
 
@@ -79,6 +81,11 @@ HELDOUT_CONTENT = (
     "gcompris-explore_monuments-tajMahal", "gcompris-details-TajMahal", "gcompris-explore_world_animals-giraffe",
     "gcompris-explore_farm_animals-horse", "gcompris-explore_monuments-greatWallofChina",
     "gcompris-explore_world_animals-panda",
+)  # fmt: skip
+
+# photographs among the KDE wallpapers (the others are renders and drawings), each at its largest size
+PLASMA_PHOTOS = (
+    "BytheWater", "ColdRipple", "ColorfulCups", "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path",
 )  # fmt: skip
 
 
@@ -178,6 +185,33 @@ def opencv_images(root: Path):
             yield f"opencv-{name}", path.read_bytes(), OPENCV_LICENCE, "", name in OPENCV_PAINTINGS
 
 
+def plasma_photos(root: Path):
+    """The PLASMA_PHOTOS at their largest size, with the licence and author of each one's metadata.json."""
+    import json
+
+    for name in PLASMA_PHOTOS:
+        folder = root / "usr/share/wallpapers" / name
+        meta = json.loads((folder / "metadata.json").read_text())
+        plugin = meta.get("KPlugin", meta)
+        authors = ", ".join(a.get("Name", "") for a in plugin.get("Authors", []))
+        largest = max((folder / "contents/images").iterdir(), key=lambda p: p.stat().st_size)
+        yield f"plasma-{name}", largest.read_bytes(), plugin.get("License", "see copyright"), authors, False
+
+
+def build_large(out: Path, work: Path) -> int:
+    """heldout/large/content/: the PLASMA_PHOTOS as PNGs; their rows are added to LICENSES.md."""
+    folder = out / "heldout/large/content"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, data, licence, authors, _ in plasma_photos(unpack("plasma-workspace-wallpapers", work)):
+        Image.open(io.BytesIO(data)).convert("RGB").save(folder / f"{name}.png")
+        rows.append(f"| heldout/large/content/{name}.png | plasma-workspace-wallpapers | {licence} | {authors} |")
+    licences = out / "LICENSES.md"
+    kept = [line for line in licences.read_text().splitlines() if "heldout/large/" not in line]
+    licences.write_text("\n".join(kept + sorted(rows)) + "\n")
+    return len(rows)
+
+
 def build(out: Path, work: Path) -> dict[str, int]:
     sources = [
         ("gcompris-qt-data", gcompris_images),
@@ -228,13 +262,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="corpus", help="output folder (content/, style/, LICENSES.md)")
     p.add_argument("--work", help="folder for the downloaded packages (default: a temporary folder)")
+    p.add_argument("--large", action="store_true", help="also heldout/large/content/: 8 photos at 2560 px (94 MB)")
     args = p.parse_args(argv)
-    if args.work:
-        Path(args.work).mkdir(parents=True, exist_ok=True)
-        counts = build(Path(args.out), Path(args.work))
-    else:
-        with tempfile.TemporaryDirectory() as work:
-            counts = build(Path(args.out), Path(work))
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(args.work or scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        counts = build(Path(args.out), work)
+        if args.large:
+            counts["heldout_large"] = build_large(Path(args.out), work)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
 
 
