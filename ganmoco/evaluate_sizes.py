@@ -73,8 +73,9 @@ def evaluate_sizes(
     chosen = chosen[:pairs]
     scorer = metrics.StyleMetrics()
     style_images = {s: fit_within(load_image(s), VIEW_SIDE) for s in styles}
+    style_tensors = {s: to_tensor(im) for s, im in style_images.items()}
     with torch.no_grad():
-        style_feats = {s: scorer.vgg(to_tensor(im)) for s, im in style_images.items()}
+        style_feats = {s: scorer.vgg(t) for s, t in style_tensors.items()}
     photos = {c: load_image(c) for c in contents}
     report: dict = {}
     shown: dict[int, dict[str, Image.Image]] = {}  # the first pair's crops, for the grid
@@ -94,7 +95,7 @@ def evaluate_sizes(
                 start = time.perf_counter()
                 out = method(photo, style_images[s])
                 seconds.append(time.perf_counter() - start)
-                style_t = to_tensor(style_images[s])
+                style_t = style_tensors[s]
                 with torch.no_grad():
                     whole = scorer(to_tensor(at_side(out, VIEW_SIDE)), photo_view, style_t, f_view, style_feats[s])
                     if max(photo.size) <= min(CROP, VIEW_SIDE):  # the photo is its own crop: scored once

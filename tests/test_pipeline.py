@@ -12,6 +12,12 @@ from ganmoco.pipeline import DEFAULT_MODEL
 from .conftest import image_diff
 
 
+def fine_detail(image: Image.Image) -> float:
+    """Mean |Laplacian| of the luminance: how fine (or, at 1:1, how crisp) the painted strokes are."""
+    grey = np.asarray(image.convert("L"), np.float32)
+    return np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]).mean()
+
+
 @pytest.fixture(scope="module")
 def pipe(tiny_pipeline_dir):
     pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
@@ -252,10 +258,6 @@ def test_style_scale_paints_larger_patterns_and_auto_picks_per_style(examples):
     assert torch.equal(pipe.style_code(rings), pipe.style_code(rings, 1.5))
     photo = Image.open(examples / "castle_chambord.jpg").convert("RGB")
 
-    def fine_detail(image):  # mean |Laplacian| of the luminance: how fine the painted pattern is
-        grey = np.asarray(image.convert("L"), np.float32)
-        return np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]).mean()
-
     small, large = (pipe.stylize(photo, rings, style_scale=s) for s in (1.0, 2.0))
     assert fine_detail(large) < 0.8 * fine_detail(small)
     for bad in (0, -1, 10, "big", float("nan")):
@@ -387,11 +389,7 @@ def test_a_large_photo_is_the_same_painting_seen_whole_with_brush_work_at_1_to_1
     assert image_diff(seen_whole(default), painted_small) < 0.6 * image_diff(seen_whole(one_pass), painted_small)
     magnified = painted_small.resize(large.size, Image.BICUBIC)
 
-    def edges(image):  # mean |Laplacian| of the luminance at 1:1
-        grey = np.asarray(image.convert("L"), np.float32)
-        return np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]).mean()
-
-    assert edges(default) > 3 * edges(magnified)
+    assert fine_detail(default) > 3 * fine_detail(magnified)
     # the default paint side is the pipeline's: a photo no larger than it is painted in one pass as before
     assert image_diff(pipe.stylize(small, style), pipe.stylize(small, style, paint_side="full")) == 0.0
     with pytest.raises(ValueError, match="paint_side must be"):
