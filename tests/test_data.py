@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganmoco.data import synthetic_fusion_pair
+from ganmoco.data import synthetic_bracket, synthetic_fusion_pair
 from ganmoco.images import ImageError, ImageWarning, load_image
 from ganmoco.pixels import load_mask, to_pil, to_tensor
 
@@ -179,3 +179,26 @@ def test_synthetic_pairs_degrade_like_real_stacks():
     assert 0 < sum(shifted) < 8
     with pytest.raises(ValueError, match="shape"):
         synthetic_fusion_pair(x, "multi-focus", np.random.default_rng(0), shape="ring")
+
+
+def test_synthetic_brackets_hold_the_scene_together_not_one_by_one(examples):
+    """A bracket of a scene with more range than one shot: the shots are exposures stops apart, and each region
+    of the photo is right in some shot, not in any single one."""
+    x = to_tensor(load_image(examples / "castle_chambord.jpg").resize((128, 96)))[0]
+    ratios = []
+    for seed in range(8):
+        bracket = synthetic_bracket(x, 3, np.random.default_rng(seed))
+        assert bracket.shape == (3, 3, 96, 128) and bracket.abs().max() <= 1
+        linear = ((bracket + 1) / 2).pow(2.2).mean((1, 2, 3))
+        assert linear.max() / linear.min() > 1.5  # exposures apart, after clipping at white
+        error = (bracket - x).abs().mean(1)  # (3, H, W)
+        # the best shot per pixel against the best single shot
+        ratios.append(float(error.amin(0).mean() / error.mean((1, 2)).min()))
+        assert ratios[-1] < 1
+        assert torch.equal(bracket, synthetic_bracket(x, 3, np.random.default_rng(seed)))  # the rng decides
+    assert np.mean(ratios) < 0.7 and min(ratios) < 0.5
+    shots = synthetic_bracket(x, 4, np.random.default_rng(0), degrade=True)
+    assert shots.shape == (4, 3, 96, 128)
+    assert torch.allclose((shots + 1) * 127.5, ((shots + 1) * 127.5).round(), atol=1e-3)  # 8-bit
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        synthetic_bracket(x, 1, np.random.default_rng(0))

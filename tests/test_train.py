@@ -322,6 +322,8 @@ def test_bad_arguments_fail_clearly(tiny_data, tiny_configs, tmp_path, capsys):
         (["--fusion_ratio", "0.8", "--upscale_ratio", "0.5"], "at most 1"),
         (["--upscale_ratio", "0.2", "--resolution", "66"], "divisible by 4"),
         (["--adversarial_weight", "x"], "invalid float value"),
+        (["--bracket_frames", "1"], "--bracket_frames must be 0 (none) or at least 2"),
+        (["--upscale_track", "jpeg"], "invalid choice: 'jpeg'"),
     ):
         with pytest.raises(SystemExit) as done:
             parse_args([str(a) for a in _args(tiny_data, tiny_configs, tmp_path / "x", *extra)])
@@ -479,7 +481,8 @@ def test_nonfinite_updates_are_skipped_then_stop_the_run(tiny_data, tiny_configs
 
 
 def test_fusion_head_only_keeps_the_style_path(tiny_data, tiny_configs, tiny_pipeline_dir, tmp_path):
-    """--train_fusion_head_only: the fusion head and task codes learn, every other generator weight stays."""
+    """--train_fusion_head_only: the fusion head and task codes learn, every other generator weight stays; here
+    on three-frame exposure brackets only (--bracket_frames 3 --no_synthetic_fusion)."""
     init, out = tmp_path / "init", tmp_path / "run"
     pipe = GanMocoPipeline.from_pretrained(tiny_pipeline_dir)
     with torch.no_grad():  # a fresh norm maps every code to zero: give the task codes a gradient to follow
@@ -490,6 +493,7 @@ def test_fusion_head_only_keeps_the_style_path(tiny_data, tiny_configs, tiny_pip
     r = _train(
         _args(tiny_data, tiny_configs, out, "--init_from", init, "--train_fusion_head_only")
         + ["--fusion_ratio", "1", "--max_train_steps", "2", "--learning_rate", "1e-2", "--ema_decay", "0"]
+        + ["--bracket_frames", "3", "--no_synthetic_fusion"]
     )
     assert r.returncode == 0, r.stderr[-3000:]
     before, after = _generator_weights(init), _generator_weights(out)

@@ -15,6 +15,7 @@ from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder, degrade
 from ganmoco.baselines import RRDN
 from ganmoco.metrics import upscale_metrics
 from ganmoco.models.pretrained import convert_tfjs_rrdn
+from ganmoco.pixels import to_pil, to_tensor
 
 from .conftest import TINY_GENERATOR, TINY_STYLE_ENCODER, assert_one_error_line, image_diff, run_cli
 
@@ -217,6 +218,25 @@ def test_training_pairs_are_degraded_low_res_copies_of_the_photo(examples):
     assert not torch.equal(dataset[(1, 0)][2], low4)
     with pytest.raises(ValueError, match="divisible by 4"):
         UpscaleDataset([examples / "castle_chambord.jpg"], 90, seed=0)
+
+
+def test_training_pairs_of_one_fixed_degradation_track(examples):
+    """`track`: every input is made small by that one evaluator track, strength 0 for the clean tracks."""
+    from ganmoco.data import UpscaleDataset
+
+    photos = [examples / "castle_chambord.jpg"]
+    low2, high2, low4, high4, levels = UpscaleDataset(photos, 96, seed=0, track="clean")[(0, 0)]
+    assert levels.tolist() == [0.0, 0.0]
+    for low, high, scale in ((low2, high2, 2), (low4, high4, 4)):
+        assert torch.equal(low, to_tensor(degrade.degrade(to_pil(high[None]), scale, "clean"))[0])
+    items = [UpscaleDataset(photos, 96, seed=0, track="area+jpeg70")[(epoch, 0)] for epoch in range(3)]
+    for low2, high2, low4, high4, levels in items:
+        assert levels.tolist() == [1.0, 1.0]
+        # the track's own JPEG: the same small image as the evaluator makes of this crop
+        for low, high, scale in ((low2, high2, 2), (low4, high4, 4)):
+            assert torch.equal(low, to_tensor(degrade.degrade(to_pil(high[None]), scale, "area+jpeg70"))[0])
+    with pytest.raises(ValueError, match="unknown degradation track 'jpeg'"):
+        UpscaleDataset(photos, 96, seed=0, track="jpeg")
 
 
 def test_degradation_tracks_and_the_training_chain(examples):

@@ -10,6 +10,7 @@ from ganmoco.data import (
     FusionFolderDataset,
     ImageDataset,
     ResumableBatchSampler,
+    SyntheticBracketDataset,
     SyntheticFusionDataset,
     UpscaleDataset,
     split_train_val,
@@ -73,8 +74,14 @@ def build_data(args, accelerator):
         streams["synthetic_fusion"] = Stream(
             SyntheticFusionDataset(train_c, args.resolution, args.seed), args, accelerator, 2
         )
+    if args.bracket_frames:
+        streams["synthetic_brackets"] = Stream(
+            SyntheticBracketDataset(train_c, args.resolution, args.seed, args.bracket_frames), args, accelerator, 5
+        )
     if args.upscale_ratio > 0:
-        streams["upscale"] = Stream(UpscaleDataset(train_c, args.resolution, args.seed), args, accelerator, 4)
+        streams["upscale"] = Stream(
+            UpscaleDataset(train_c, args.resolution, args.seed, args.upscale_track), args, accelerator, 4
+        )
     if args.fusion_dir:
         streams["fusion_dir"] = Stream(
             FusionFolderDataset(args.fusion_dir, args.resolution, args.seed, log=log), args, accelerator, 3

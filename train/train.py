@@ -37,7 +37,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ganmoco import losses
+from ganmoco import degrade, losses
 from ganmoco.models import GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
 from ganmoco.pipeline import GanMocoPipeline
 from train.networks import build_networks
@@ -62,6 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no_synthetic_fusion",
         action="store_true",
         help="do not build multi-focus / multi-exposure pairs from the content photos",
+    )
+    data.add_argument(
+        "--bracket_frames",
+        type=int,
+        default=0,
+        help="also build exposure brackets of this many frames of a synthetic high-dynamic-range scene from the "
+        "content photos (a fusion stream beside the pairs; 0: none)",
     )
     data.add_argument("--resolution", type=int, default=256, help="side of the square training crops, in pixels")
     data.add_argument(
@@ -141,6 +148,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of steps that are super-resolution batches, x2 and x4 (default: 0.1, or what --fusion_ratio "
         "leaves if less)",
     )
+    train.add_argument(
+        "--upscale_track",
+        choices=sorted(degrade.TRACKS),
+        help="make super-resolution inputs small by this one fixed degradation instead of the random second-order "
+        "chain: a head for one known degradation (default: the chain)",
+    )
     train.add_argument("--learning_rate", type=float, default=2e-4, help="generator learning rate")
     train.add_argument("--d_learning_rate", type=float, help="discriminator learning rate (default: --learning_rate)")
     train.add_argument("--adam_beta1", type=float, default=0.5, help="Adam beta1 of both optimizers")
@@ -192,6 +205,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("fusion_ratio", "upscale_ratio"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             p.error(f"--{name} must be in [0, 1]")
+    if args.bracket_frames == 1 or args.bracket_frames < 0:
+        p.error(f"--bracket_frames must be 0 (none) or at least 2, got {args.bracket_frames}")
     if args.fusion_ratio + args.upscale_ratio > 1.0:
         p.error("--fusion_ratio + --upscale_ratio must be at most 1")
     if args.upscale_ratio > 0 and args.resolution % 4:
@@ -284,7 +299,7 @@ def main(args: argparse.Namespace) -> Path:
     progress = tqdm(
         range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
-    fusion_streams = [k for k in ("synthetic_fusion", "fusion_dir") if k in streams]
+    fusion_streams = [k for k in ("synthetic_fusion", "synthetic_brackets", "fusion_dir") if k in streams]
     max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
     nonfinite_in_a_row = 0
     while global_step < args.max_train_steps:
@@ -300,7 +315,7 @@ def main(args: argparse.Namespace) -> Path:
                     stream = fusion_streams[rng.randrange(len(fusion_streams))]
                     batch = streams[stream].next()
                     loss_G, fake, code, real, terms = fusion_step(
-                        G, D_frozen, nets, batch, weights, synthetic=stream == "synthetic_fusion"
+                        G, D_frozen, nets, batch, weights, synthetic=stream.startswith("synthetic")
                     )
                 elif is_upscale:
                     loss_G, fake, code, real, terms = upscale_step(
