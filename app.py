@@ -168,7 +168,7 @@ def _editor_canvas(content):
     return {"background": photo, "layers": [], "composite": photo}
 
 
-def fuse(files, mode="general", output_size="original", border="fill", progress=gr.Progress()):
+def fuse(files, mode="general", output_size="original", border="fill", well_exposed=False, progress=gr.Progress()):
     paths = [f if isinstance(f, str) else getattr(f, "name", f) for f in (files or [])]
     if len(paths) < 2:
         raise gr.Error("Please add at least two images of the same scene.")
@@ -178,7 +178,7 @@ def fuse(files, mode="general", output_size="original", border="fill", progress=
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fused = pipeline().fuse(images, task=mode, border=border)
+            fused = pipeline().fuse(images, task=mode, border=border, well_exposed=well_exposed)
     except (ImageError, ValueError) as err:
         raise gr.Error(str(err)) from None
     for warning in caught:  # e.g. a frame resized to the first one's size: said in the page, not only the log
@@ -364,10 +364,15 @@ def build_demo(presets: list[str]) -> gr.Blocks:
                         value="fill",
                         label="Edges (frames shot by hand are aligned onto the first)",
                     )
+                    fexposed = gr.Checkbox(
+                        value=False,
+                        label="Bright and open (favour each region's best exposed frame: real brackets of 3+ shots)",
+                        elem_id="fuse-well-exposed",
+                    )
                     frun = gr.Button("Fuse", variant="primary", elem_id="fuse-run")
                 with gr.Column():
                     fout = gr.Image(label="Fused", type="pil", format="png", elem_id="fuse-out")
-            frun.click(fuse, [files, mode, fsize, fborder], fout, api_name="fuse")
+            frun.click(fuse, [files, mode, fsize, fborder, fexposed], fout, api_name="fuse")
             gr.Examples(  # made from the example photos, see ganmoco/assets/examples/LICENSES.md
                 examples=[
                     [[str(EXAMPLES / "focus_near.jpg"), str(EXAMPLES / "focus_far.jpg")], "general"],

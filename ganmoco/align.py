@@ -31,6 +31,7 @@ ALIGN_SIDE = 1024  # the fit works on copies at most this long: ~0.02 px there, 
 MIN_ALIGN_SIDE = 48  # frames smaller than this are too small to align (they are fused as given)
 GHOST_SIDE = 256  # ghosts are found on copies this long: they are regions, not pixels
 GHOST_TOLERANCE = 0.05  # a channel's difference in [0, 1], past two spreads of its tone mapping: motion
+WELL_EXPOSED_SIGMA = 0.2  # exposure fusion's well-exposedness Gaussian (Mertens et al. 2007), levels in [0, 1]
 CLIPPED = 0.02  # levels this close to 0 or 1 are clipped: they predict nothing of another exposure
 
 
@@ -352,6 +353,18 @@ def ghost_masks(
         found = F.max_pool2d(found, 2 * radius + 1, 1, radius)  # grown back and past the subject's soft edge
         masks.append(smooth(F.max_pool2d(found, 2 * radius + 1, 1, radius)).clamp(0, 1))
     return masks
+
+
+def well_exposed(frames: list[torch.Tensor], sigma: float = WELL_EXPOSED_SIGMA) -> list[torch.Tensor]:
+    """Per frame ((1, 3, h, w) in [-1, 1], aligned, at one small size) a (1, 1, h, w) weight in (0, 1]: how near
+    mid-grey its region's mean level is (a Gaussian of `sigma`), relative to the best exposed frame there (which
+    gets 1). Regions, not pixels: a change of focus keeps a region's mean, so a focus stack is left alone."""
+    side = max(frames[0].shape[-2:])
+    radius = max(2, round(side / 128))
+    level = [_box(_box((f.float().mean(1, keepdim=True) + 1) / 2, radius), radius) for f in frames]
+    score = torch.stack([torch.exp(-((v - 0.5) ** 2) / (2 * sigma**2)) for v in level])
+    score = score / score.amax(0, keepdim=True).clamp(min=1e-6)
+    return list(score.clamp(min=1e-3).unbind(0))
 
 
 def common_box(inside: torch.Tensor) -> tuple[int, int, int, int]:

@@ -111,6 +111,17 @@ def _style_scale_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _fuse_options(args: argparse.Namespace) -> dict:
+    """`pipe.fuse`'s keyword arguments from `ganmoco fuse`'s flags (one file or a folder of stacks)."""
+    return {
+        "task": args.task,
+        "align": not args.no_align,
+        "deghost": not args.no_deghost,
+        "border": args.border,
+        "well_exposed": args.well_exposed,
+    }
+
+
 def _batch_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("several inputs (a folder of outputs; also under accelerate launch -m ganmoco)")
     group.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip)")
@@ -159,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-align", action="store_true", help="the frames are registered: do not align them")
     p.add_argument("--no-deghost", action="store_true", help="mix the frames even where something moved")
     p.add_argument("--border", choices=("fill", "crop"), default="fill", help="crop: keep only what every frame covers")
+    p.add_argument(
+        "--well-exposed", action="store_true", help="favour each region's best exposed frame (real brackets)"
+    )
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)
     _batch_options(p)
@@ -531,9 +545,7 @@ def run(args: argparse.Namespace) -> int:
         if len(args.images) < 2:
             raise UsageError(f"fuse needs at least 2 images, got {len(args.images)}")
         images = [load_image(p) for p in args.images]
-        result = _load_pipeline(args.model).fuse(
-            images, task=args.task, align=not args.no_align, deghost=not args.no_deghost, border=args.border
-        )
+        result = _load_pipeline(args.model).fuse(images, **_fuse_options(args))
     from .batch import save
 
     save(result, out)
@@ -595,8 +607,7 @@ def _batch(args) -> int:
     else:
 
         def work(loaded):
-            options = {"align": not args.no_align, "deghost": not args.no_deghost, "border": args.border}
-            return [pipe.fuse(frames, task=args.task, **options) for frames in loaded]
+            return [pipe.fuse(frames, **_fuse_options(args)) for frames in loaded]
 
     summary = batch.run(
         jobs,

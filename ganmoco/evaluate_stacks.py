@@ -218,6 +218,7 @@ def evaluate_handheld(pipe, images: list[Path], size: int, seed: int, out_dir: P
     methods = {
         "ganmoco": lambda frames, kind: pipe.fuse(frames),
         "ganmoco, no alignment": lambda frames, kind: pipe.fuse(frames, align=False, deghost=False),
+        "ganmoco, well_exposed": lambda frames, kind: pipe.fuse(frames, well_exposed=True),
         **tools,
     }
     rows: dict = {kind: {track: {} for track in TRACKS} for kind in FUSION_KINDS}
@@ -326,7 +327,11 @@ def evaluate_real(pipe, cache: Path, out_dir: Path, crop: int = 200) -> dict:
     for name, (kind, paths) in fetch_real_stacks(cache).items():
         frames = [load_image(p) for p in paths]
         results, seconds = {}, {}
-        for method, fuse in {"ganmoco": lambda f, k: pipe.fuse(f), **tools}.items():
+        ours = {
+            "ganmoco": lambda f, k: pipe.fuse(f),
+            "ganmoco, well_exposed": lambda f, k: pipe.fuse(f, well_exposed=True),
+        }
+        for method, fuse in {**ours, **tools}.items():
             start = time.perf_counter()
             results[method] = fuse(frames, kind)
             seconds[method] = round(time.perf_counter() - start, 2)

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import options
-from .align import ALIGN_SIDE, GHOST_SIDE, MIN_ALIGN_SIDE, common_box, ghost_masks, register, sample
+from .align import ALIGN_SIDE, GHOST_SIDE, MIN_ALIGN_SIDE, common_box, ghost_masks, register, sample, well_exposed
 from .cpu import tune_allocator
 from .images import ImageInput, load_image
 from .migrate import ConvertError, outdated
@@ -507,6 +507,7 @@ class GanMocoPipeline(DiffusionPipeline):
         deghost: bool = True,
         border: str = "fill",
         tile: int | bool | None = None,
+        well_exposed: bool = False,
     ) -> Image.Image:
         """Fuse 2 or more images of one scene into one, in the first image's frame. Images of another size but
         the same aspect ratio are resized to it, with a warning; another aspect ratio (not one scene's frames)
@@ -521,6 +522,9 @@ class GanMocoPipeline(DiffusionPipeline):
             frames; "crop" returns the largest rectangle that every frame covers.
         tile: tile side in pixels; None tiles stacks of more than FUSE_TILE_PIXELS pixels in all (with a progress
             bar; a tile then holds about that many pixels of all frames together), False never tiles.
+        well_exposed: favour, region by region, the frame whose level is nearest mid-grey (the well-exposedness
+            weight of exposure fusion): real brackets of 3 or more shots come out bright and open, as from
+            enfuse, instead of keeping the scene's own tone (what the head learned; the default).
         """
         images = list(images)
         if len(images) < 2:
@@ -539,10 +543,10 @@ class GanMocoPipeline(DiffusionPipeline):
         if min(size) < MIN_ALIGN_SIDE:  # a strip or a thumbnail: nothing to align on, no region to call a ghost
             align = deghost = False
         thetas, keep_small, covered = [IDENTITY.clone() for _ in frames], None, None
-        if align or deghost:  # registered frames taken as they are need no small copies at all
+        if align or deghost or well_exposed:  # registered frames taken as they are need no small copies at all
             small = [_shrunk(f.float().div_(127.5).sub_(1), ALIGN_SIDE) for f in frames]
             thetas = register(small) if align else thetas
-            keep_small, covered = self._keep_maps(small, thetas, deghost)
+            keep_small, covered = self._keep_maps(small, thetas, deghost, well_exposed)
         if tile is None:  # the head's features of every frame are held at once: memory grows with frames x pixels
             fits = size[0] * size[1] * len(frames) <= FUSE_TILE_PIXELS
             tile = False if fits else max(256, math.isqrt(FUSE_TILE_PIXELS // len(frames)))
@@ -554,10 +558,11 @@ class GanMocoPipeline(DiffusionPipeline):
             fused = fused[..., box[1] : box[3], box[0] : box[2]]
         return to_pil(fused)
 
-    def _keep_maps(self, small, thetas, deghost: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _keep_maps(self, small, thetas, deghost: bool, exposed: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Per frame, at GHOST_SIDE: how much fusion may use it (1 = freely; 0 outside its frame and, with
-        deghost, where it shows a moved subject; the first frame always 1), as (1, N, 1, h, w) or None when
-        every frame may be used everywhere; and the (h, w) mask that every frame covers."""
+        deghost, where it shows a moved subject; with `exposed`, less where another frame is better exposed;
+        else the first frame always 1), as (1, N, 1, h, w) or None when every frame may be used everywhere;
+        and the (h, w) mask that every frame covers."""
         thumbs = [_shrunk(x, GHOST_SIDE) for x in small]
         h, w = thumbs[0].shape[-2:]
         moved, inside = zip(
@@ -566,13 +571,16 @@ class GanMocoPipeline(DiffusionPipeline):
             strict=True,
         )
         keep = list(inside)
+        if exposed:
+            keep = [k * e for k, e in zip(keep, well_exposed(list(moved)), strict=True)]
         if deghost:
             ghosts = ghost_masks(thumbs[0], list(moved[1:]), list(inside[1:]))
             keep = [keep[0]] + [k * (1 - g) for k, g in zip(keep[1:], ghosts, strict=True)]
         covered = torch.stack(inside).amin(0)[0, 0]
         if all(bool((k == 1).all()) for k in keep):
             return None, covered
-        keep[0] = torch.ones_like(keep[0])
+        if not exposed:
+            keep[0] = torch.ones_like(keep[0])
         return torch.stack(keep, dim=1), covered
 
     def _fuse_tiles(self, frames, thetas, keep_small, task: int, size, tile: int) -> torch.Tensor:

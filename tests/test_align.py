@@ -11,7 +11,7 @@ from PIL import Image
 
 from ganmoco import GanMocoPipeline, align, metrics
 from ganmoco.cli import main
-from ganmoco.data import synthetic_fusion_pair
+from ganmoco.data import SRGB_GAMMA, synthetic_fusion_pair
 from ganmoco.evaluate_stacks import MARGIN, handheld_stacks, interior
 from ganmoco.motion import IDENTITY, _grid
 from ganmoco.pixels import to_pil, to_tensor
@@ -126,6 +126,36 @@ def test_keep_takes_a_source_out_of_the_mix(pipe, photo):
         pipe.generator.fusion_weights(sources, keep=keep[..., :10, :10])
 
 
+def test_well_exposed_levels_are_weighed_per_region_against_the_best_frame(photo):
+    levels = [0.1, 0.5, 0.9]
+    frames = [torch.full((1, 3, 64, 64), 2 * v - 1) for v in levels]
+    dark, mid, bright = (float(w.mean()) for w in align.well_exposed(frames))
+    assert mid == pytest.approx(1.0)
+    assert dark == pytest.approx(bright, abs=1e-4) and dark < 0.5  # symmetric about mid-grey
+    # a frame blurred (a change of focus) keeps its regions' levels, so it is weighed as the sharp one
+    small = F.interpolate(photo, size=(align.GHOST_SIDE,) * 2, mode="area")  # the size fuse() weighs them at
+    weights = align.well_exposed([small, F.avg_pool2d(small, 5, 1, 2, count_include_pad=False)])
+    assert float((weights[0] - weights[1]).abs().mean()) < 0.05
+
+
+def test_well_exposed_opens_up_a_bracket_of_mostly_dark_shots_and_leaves_a_focus_stack(pipe, photo):
+    # shots +1, -1, -3 and -5 stops from the photo, as a camera brackets a night scene: most of them dark
+    linear = ((photo[0] + 1) / 2).pow(SRGB_GAMMA)
+    frames = [to_pil(((linear * 2.0**ev).clamp(0, 1).pow(1 / SRGB_GAMMA) * 2 - 1)[None]) for ev in (1, -1, -3, -5)]
+
+    def level(image):
+        return float(np.asarray(image.convert("L"), dtype=np.float32).mean())
+
+    default, exposed = level(pipe.fuse(frames)), level(pipe.fuse(frames, well_exposed=True))
+    assert exposed > default + 8  # measured: 92 -> 103 levels, the photo 137
+    assert abs(exposed - level(to_pil(photo))) < abs(default - level(to_pil(photo)))
+    pair = synthetic_fusion_pair(photo[0], "multi-focus", np.random.default_rng(0), "half")
+    focus = [to_pil(pair[i : i + 1].clamp(-1, 1)) for i in range(2)]
+    a = np.asarray(pipe.fuse(focus), dtype=np.int16)
+    b = np.asarray(pipe.fuse(focus, well_exposed=True), dtype=np.int16)
+    assert np.abs(a - b).mean() < 1.0
+
+
 def test_cli_fuse_aligns_and_crops(examples, tmp_path, photo):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     to_pil(photo).save(a)
@@ -134,6 +164,8 @@ def test_cli_fuse_aligns_and_crops(examples, tmp_path, photo):
     assert Image.open(tmp_path / "c.png").width < 384
     assert main(["fuse", str(a), str(b), "--no-align", "--no-deghost", "--out", str(tmp_path / "n.png")]) == 0
     assert Image.open(tmp_path / "n.png").size == (384, 384)
+    assert main(["fuse", str(a), str(b), "--well-exposed", "--out", str(tmp_path / "w.png")]) == 0
+    assert Image.open(tmp_path / "w.png").size == (384, 384)
 
 
 def test_handheld_stacks_move_only_the_second_frame(examples):

@@ -67,6 +67,10 @@ def test_handlers_called_directly(app_module, examples, tmp_path):
         [str(examples / "focus_near.jpg"), str(moved)], border="crop", progress=lambda *a, **k: None
     )
     assert cropped.width < near.width and cropped.height < near.height
+    bracket = [str(examples / "exposure_dark.jpg"), str(examples / "exposure_bright.jpg")]
+    plain = app_module.fuse(bracket, progress=lambda *a, **k: None)
+    opened = app_module.fuse(bracket, well_exposed=True, progress=lambda *a, **k: None)
+    assert opened.size == plain.size and not np.array_equal(np.asarray(opened), np.asarray(plain))
     with pytest.raises(gr.Error, match="aspect ratio"):
         app_module.fuse(
             [str(examples / "bird_owl.jpg"), str(examples / "bird_duck.jpg")], progress=lambda *a, **k: None
@@ -183,6 +187,7 @@ def test_app_in_a_real_browser(server, examples, tmp_path):
         page.get_by_role("tab", name="Fuse").click()
         files = [str(examples / "castle_chambord.jpg"), str(examples / "castle_chenonceau.jpg")]
         page.locator("#fuse-files input[type=file]").set_input_files(files)
+        page.locator("#fuse-well-exposed input").check()
         page.wait_for_timeout(1000)
         page.locator("#fuse-run").click()
         fused = page.locator("#fuse-out img")

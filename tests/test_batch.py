@@ -17,7 +17,7 @@ from PIL import Image
 from ganmoco import GanMocoPipeline
 from ganmoco.cli import main
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, free_port
 
 
 def _album(root, names, size=(48, 36)):
@@ -142,7 +142,8 @@ def _launch(*args, processes: int):
     """`accelerate launch -m ganmoco ARGS` on the CPU as a real process group."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
     if processes > 1:
-        command += ["--multi_gpu", "--num_processes", str(processes)]
+        # a free port: the default one may still be held by an earlier process group of this run
+        command += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(free_port())]
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ganmoco", *map(str, args)]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
