@@ -4,7 +4,7 @@ from safetensors.torch import load_file
 
 from ganmoco import FeatureExtractor, GanMocoDiscriminator, GanMocoGenerator, StyleEncoder
 from ganmoco.images import load_image
-from ganmoco.models.generator import AdaptiveInstanceNorm, NormStats
+from ganmoco.models.generator import AdaptiveInstanceNorm, FusionHead, NormStats
 from ganmoco.pixels import to_tensor
 
 from .conftest import EXAMPLES, TINY_DISCRIMINATOR, TINY_GENERATOR, TINY_STYLE_ENCODER
@@ -289,3 +289,13 @@ def test_feature_extractor_round_trip_and_names(tmp_path):
         FeatureExtractor("vgg16", layers=("relu9_9",), pretrained=False)
     with pytest.raises(ValueError, match="network"):
         FeatureExtractor("resnet", pretrained=False)
+
+
+def test_fusion_head_convolves_the_stack_once_as_if_beside_every_source():
+    torch.manual_seed(0)
+    head = FusionHead([8, 16], 4)
+    for conv in (head.lateral[0], head.tone[0]):  # a 1x1 and a replicate-padded 3x3 convolution
+        f = torch.randn(2, 3, conv.in_channels // 3, 10, 12)  # (B, N, C, h, w)
+        stack = FusionHead._stack(f).unsqueeze(1).expand(-1, 3, -1, -1, -1)
+        beside = conv(torch.cat([f, stack], dim=2).flatten(0, 1))
+        assert torch.allclose(FusionHead._beside_stack(conv, f), beside, atol=1e-5)

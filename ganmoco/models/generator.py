@@ -240,10 +240,15 @@ class FusionHead(nn.Module):
             [functools.reduce(torch.add, sources) / len(sources), functools.reduce(torch.maximum, sources)], dim=1
         )
 
-    def _with_stack(self, f: torch.Tensor) -> torch.Tensor:
-        """(B, N, C, h, w) -> (B*N, 3C, h, w): each source's features beside the stack's mean and max."""
-        stack = self._stack(f).unsqueeze(1).expand(-1, f.shape[1], -1, -1, -1)
-        return torch.cat([f, stack], dim=2).flatten(0, 1)
+    @classmethod
+    def _beside_stack(cls, conv: nn.Conv2d, f: torch.Tensor) -> torch.Tensor:
+        """`conv` (taking 3C channels) of each source's features (B, N, C, h, w) beside the stack's mean and max
+        -> (B*N, out, h, w). A convolution is linear in its input channels, so the stack's share is convolved once
+        per stack and added to each source's: no N copies of a 3C-channel concatenation to build and convolve."""
+        b, n, c = f.shape[:3]
+        own = conv._conv_forward(f.flatten(0, 1), conv.weight[:, :c], conv.bias)
+        shared = conv._conv_forward(cls._stack(f), conv.weight[:, c:], None)
+        return (own.unflatten(0, (b, n)) + shared.unsqueeze(1)).flatten(0, 1)
 
     @staticmethod
     def _focus(toned: torch.Tensor, b: int, n: int, size: tuple[int, int]) -> torch.Tensor:
@@ -272,7 +277,8 @@ class FusionHead(nn.Module):
         coarse = feats[-1].view(b, n, *feats[-1].shape[1:])
         stack = self._stack(coarse)  # its first half is the mean
         agreeing = self.tone(torch.cat([stack[:, : coarse.shape[2]], stack], dim=1))
-        gains = torch.tanh(self.tone(self._with_stack(coarse))) - torch.tanh(agreeing).repeat_interleave(n, dim=0)
+        own = self.tone[1:](self._beside_stack(self.tone[0], coarse))
+        gains = torch.tanh(own) - torch.tanh(agreeing).repeat_interleave(n, dim=0)
         gains = gains.clamp(-1, 1)  # the curve keeps [0, 1] in [0, 1] for a in [-1, 1]
         toned = (sources.flatten(0, 1).float() + 1) / 2
         for a in resize(gains.float(), full).unbind(1):
@@ -280,7 +286,7 @@ class FusionHead(nn.Module):
         toned = toned.to(sources.dtype) * 2 - 1
         hidden = self.task_bias(code).repeat_interleave(n, dim=0)[:, :, None, None]
         for lateral, f in zip(self.lateral, feats, strict=True):
-            hidden = hidden + resize(lateral(self._with_stack(resize(f, half).view(b, n, -1, *half))), half)
+            hidden = hidden + resize(self._beside_stack(lateral, resize(f, half).view(b, n, -1, *half)), half)
         scores = self.score(torch.cat([hidden.relu(), resize(toned, half), self._focus(toned, b, n, half)], dim=1))
         mean_hidden = sum(hidden.relu().view(b, n, -1, *half).unbind(1)) / n  # see _stack: mean(1) is slow here
         sharpness = self.sharpness(mean_hidden).clamp(-4, 4).exp()
