@@ -204,6 +204,7 @@ def test_degenerate_frames_fuse_without_alignment(pipe, size):
     rng = np.random.default_rng(0)
     frames = [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(2)]
     assert pipe.fuse(frames).size == size
+    assert pipe.fuse(frames, well_exposed=True).size == size
     assert pipe.fuse(frames, border="crop").size == size  # nothing moved: every frame covers everything
 
 
