@@ -477,6 +477,10 @@ def markdown(report: dict) -> str:
         from .evaluate_stacks import handheld_markdown  # it builds on this module
 
         lines += ["", handheld_markdown(report["handheld"])]
+    if "real_stacks" in report:
+        from .evaluate_stacks import real_markdown
+
+        lines += ["", real_markdown(report["real_stacks"])]
     return "\n".join(lines)
 
 

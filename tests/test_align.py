@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ganmoco import GanMocoPipeline, align, metrics
 from ganmoco.cli import main
 from ganmoco.data import SRGB_GAMMA, synthetic_fusion_pair
-from ganmoco.evaluate_stacks import MARGIN, handheld_stacks, interior
+from ganmoco.evaluate_stacks import MARGIN, detail_kept, handheld_stacks, interior, real_markdown
 from ganmoco.motion import IDENTITY, _grid
 from ganmoco.pixels import to_pil, to_tensor
 
@@ -199,6 +199,26 @@ def test_eval_handheld_writes_tracks_grid_and_notes(tiny_pipeline_dir, examples,
     assert "Handheld stacks" in (out / "metrics.md").read_text()
 
 
+def test_detail_kept_tells_a_stack_fused_sharp_from_one_mixed(examples):
+    photo = Image.open(examples / "castle_chambord.jpg").convert("RGB").resize((640, 448), Image.BICUBIC)
+    sharp = np.asarray(photo, dtype=np.float32)
+    soft = np.asarray(photo.filter(ImageFilter.GaussianBlur(2.5)), dtype=np.float32)
+    left = np.zeros_like(sharp)
+    left[:, :320] = 1  # frame 1 is sharp on the left, frame 2 on the right
+
+    def image(a):
+        return Image.fromarray(a.round().clip(0, 255).astype(np.uint8))
+
+    frames = [image(left * sharp + (1 - left) * soft), image((1 - left) * sharp + left * soft)]
+    mixed = image((np.asarray(frames[0], np.float32) + np.asarray(frames[1], np.float32)) / 2)
+    kept = detail_kept(frames, {"sharp": photo, "mixed": mixed})
+    assert kept["sharp"] > 0.95
+    assert kept["mixed"] < kept["sharp"] - 0.3
+    assert set(kept) == {"sharp", "mixed", "frame 1 alone", "frame 2 alone"}
+    report = {"notes": [], "a stack": {"frames": 2, "size": [640, 448], "seconds": {"mixed": 0.1}, "detail_kept": kept}}
+    assert "| mixed | 0.1 |" in real_markdown(report)
+
+
 @pytest.mark.parametrize("size", [(1, 1), (20000, 8), (8, 20000)])
 def test_degenerate_frames_fuse_without_alignment(pipe, size):
     rng = np.random.default_rng(0)
@@ -221,6 +241,7 @@ def test_real_stacks_are_fetched_from_the_registries_and_fused(tiny_pipeline_dir
     ]
     report = evaluate_real(GanMocoPipeline.from_pretrained(tiny_pipeline_dir), tmp_path / "cache", tmp_path / "out")
     assert report["Moraine focus stack (focusstacker)"]["size"] == [1280, 1920]
+    assert report["Moraine focus stack (focusstacker)"]["detail_kept"]["frame 1 alone"] < 1
     assert all(Image.open(p).width > 0 for p in (tmp_path / "out").glob("real_*.jpg"))
     assert len(list((tmp_path / "out").glob("real_*.jpg"))) == 3
 
