@@ -62,6 +62,17 @@ def normalised(g: torch.Tensor, radius: int = 4, floor: float = 0.01) -> torch.T
     return detail / (_box(_box(detail.square(), radius), radius).sqrt() + floor)
 
 
+def _region_radius(g: torch.Tensor) -> int:
+    """1/128 of g's frame, in its pixels: wider than a defocus blur changes an edge."""
+    return max(2, round(max(g.shape[-2:]) / 128))
+
+
+def _regions(g: torch.Tensor) -> torch.Tensor:
+    """g smoothed over regions (two box passes of `_region_radius`): what a region shows, not its edges."""
+    radius = _region_radius(g)
+    return _box(_box(g, radius), radius)
+
+
 def _with_trust(g: torch.Tensor) -> torch.Tensor:
     """(1, 2, h, w): the normalised grey image and 1 where no pixel near it is clipped (a clipped highlight
     or shadow has edges that move with the exposure, not with the camera)."""
@@ -326,12 +337,7 @@ def ghost_masks(
     (1, 1, h, w) mask in [0, 1]: 1 where it shows something else than the reference (a subject that moved):
     where, smoothed past focus differences, the reference is further than `tolerance` beyond two standard
     deviations from what the frame's grey level predicts of it (in either direction)."""
-    side = max(reference.shape[-2:])
-    radius = max(2, round(side / 128))  # 1/128 of the frame: wider than a defocus blur changes an edge
-
-    def smooth(g):
-        return _box(_box(g, radius), radius)
-
+    radius = _region_radius(reference)
     # per colour channel: an exposure change maps each channel through one curve, not the grey of a colour;
     # mapped first, smoothed after (a curve of a blurred edge is not the blurred curve of the edge)
     ref = ((reference.float() + 1) / 2).unbind(1)
@@ -345,13 +351,13 @@ def ghost_masks(
         for a, b in zip(ref, ((frame.float() + 1) / 2).unbind(1), strict=True):
             for source, target in ((b[:, None], a[:, None]), (a[:, None], b[:, None])):
                 mean, spread = _expected(source, target, usable)
-                excess = (smooth(target) - smooth(mean)).abs() - 2 * smooth(spread)
+                excess = (_regions(target) - _regions(mean)).abs() - 2 * _regions(spread)
                 # a clipped level says nothing of the other frame there (a white fur, a black shadow)
-                informative = smooth(((source > CLIPPED) & (source < 1 - CLIPPED)).float()) > 0.5
+                informative = _regions(((source > CLIPPED) & (source < 1 - CLIPPED)).float()) > 0.5
                 found = torch.maximum(found, (excess > tolerance).float() * usable * informative)
         found = -F.max_pool2d(-found, 3, 1, 1)  # opened: isolated pixels are noise, not a subject
         found = F.max_pool2d(found, 2 * radius + 1, 1, radius)  # grown back and past the subject's soft edge
-        masks.append(smooth(F.max_pool2d(found, 2 * radius + 1, 1, radius)).clamp(0, 1))
+        masks.append(_regions(F.max_pool2d(found, 2 * radius + 1, 1, radius)).clamp(0, 1))
     return masks
 
 
@@ -359,9 +365,7 @@ def well_exposed(frames: list[torch.Tensor], sigma: float = WELL_EXPOSED_SIGMA) 
     """Per frame ((1, 3, h, w) in [-1, 1], aligned, at one small size) a (1, 1, h, w) weight in (0, 1]: how near
     mid-grey its region's mean level is (a Gaussian of `sigma`), relative to the best exposed frame there (which
     gets 1). Regions, not pixels: a change of focus keeps a region's mean, so a focus stack is left alone."""
-    side = max(frames[0].shape[-2:])
-    radius = max(2, round(side / 128))
-    level = [_box(_box((f.float().mean(1, keepdim=True) + 1) / 2, radius), radius) for f in frames]
+    level = [_regions((f.float().mean(1, keepdim=True) + 1) / 2) for f in frames]
     score = torch.stack([torch.exp(-((v - 0.5) ** 2) / (2 * sigma**2)) for v in level])
     score = score / score.amax(0, keepdim=True).clamp(min=1e-6)
     return list(score.clamp(min=1e-3).unbind(0))

@@ -579,8 +579,6 @@ class GanMocoPipeline(DiffusionPipeline):
         covered = torch.stack(inside).amin(0)[0, 0]
         if all(bool((k == 1).all()) for k in keep):
             return None, covered
-        if not exposed:
-            keep[0] = torch.ones_like(keep[0])
         return torch.stack(keep, dim=1), covered
 
     def _fuse_tiles(self, frames, thetas, keep_small, task: int, size, tile: int) -> torch.Tensor:
