@@ -119,6 +119,7 @@ def _fuse_options(args: argparse.Namespace) -> dict:
         "deghost": not args.no_deghost,
         "border": args.border,
         "well_exposed": args.well_exposed,
+        "pick_sharpest": not args.no_pick_sharpest,
     }
 
 
@@ -172,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--border", choices=("fill", "crop"), default="fill", help="crop: keep only what every frame covers")
     p.add_argument(
         "--well-exposed", action="store_true", help="favour each region's best exposed frame (real brackets)"
+    )
+    p.add_argument(
+        "--no-pick-sharpest",
+        action="store_true",
+        help="let the head mix frames that show a region at one level, instead of taking the sharpest there",
     )
     p.add_argument("--model", help="pipeline folder or Hub id (default: the bundled model)")
     p.add_argument("--out", required=True)

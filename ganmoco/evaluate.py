@@ -134,6 +134,7 @@ def evaluate_fusion(pipe, images: list[Path], size: int, seed: int, out_dir: Pat
         fused = {
             "ganmoco": to_tensor(pipe.fuse(pils)),
             "ganmoco (task named)": to_tensor(pipe.fuse(pils, task=kind)),
+            "ganmoco, head alone (pick_sharpest=False)": to_tensor(pipe.fuse(pils, pick_sharpest=False)),
             "average": baselines.average_fusion(sources),
             "max-abs": baselines.max_abs_fusion(sources),
             "laplacian max-abs": baselines.laplacian_max_abs_fusion(sources),

@@ -220,6 +220,7 @@ def evaluate_handheld(pipe, images: list[Path], size: int, seed: int, out_dir: P
     methods = {
         "ganmoco": lambda frames, kind: pipe.fuse(frames),
         "ganmoco, no alignment": lambda frames, kind: pipe.fuse(frames, align=False, deghost=False),
+        "ganmoco, head alone (pick_sharpest=False)": lambda frames, kind: pipe.fuse(frames, pick_sharpest=False),
         "ganmoco, well_exposed": lambda frames, kind: pipe.fuse(frames, well_exposed=True),
         **tools,
     }
@@ -332,6 +333,7 @@ def evaluate_real(pipe, cache: Path, out_dir: Path, crop: int = 200) -> dict:
         results, seconds = {}, {}
         ours = {
             "ganmoco": lambda f, k: pipe.fuse(f),
+            "ganmoco, head alone (pick_sharpest=False)": lambda f, k: pipe.fuse(f, pick_sharpest=False),
             "ganmoco, well_exposed": lambda f, k: pipe.fuse(f, well_exposed=True),
         }
         for method, fuse in {**ours, **tools}.items():

@@ -23,7 +23,18 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import options
-from .align import ALIGN_SIDE, GHOST_SIDE, MIN_ALIGN_SIDE, common_box, ghost_masks, register, sample, well_exposed
+from .align import (
+    ALIGN_SIDE,
+    GHOST_SIDE,
+    MIN_ALIGN_SIDE,
+    common_box,
+    focus_energy,
+    ghost_masks,
+    register,
+    sample,
+    sharpest,
+    well_exposed,
+)
 from .cpu import tune_allocator
 from .images import ImageInput, load_image
 from .migrate import ConvertError, outdated
@@ -508,6 +519,7 @@ class GanMocoPipeline(DiffusionPipeline):
         border: str = "fill",
         tile: int | bool | None = None,
         well_exposed: bool = False,
+        pick_sharpest: bool = True,
     ) -> Image.Image:
         """Fuse 2 or more images of one scene into one, in the first image's frame. Images of another size but
         the same aspect ratio are resized to it, with a warning; another aspect ratio (not one scene's frames)
@@ -525,6 +537,9 @@ class GanMocoPipeline(DiffusionPipeline):
         well_exposed: favour, region by region, the frame whose level is nearest mid-grey (the well-exposedness
             weight of exposure fusion): real brackets of 3 or more shots come out bright and open, as from
             enfuse, instead of keeping the scene's own tone (what the head learned; the default).
+        pick_sharpest: where the frames show a region at one level (a focus stack), take it, region by region,
+            from the frame that shows it sharpest (as enfuse's hard mask, without seams); False leaves the choice
+            to the head, which mixes real frames whose focus differs by little more than their noise.
         """
         images = list(images)
         if len(images) < 2:
@@ -541,12 +556,14 @@ class GanMocoPipeline(DiffusionPipeline):
         ]
         size = tuple(frames[0].shape[-2:])
         if min(size) < MIN_ALIGN_SIDE:  # a strip or a thumbnail: nothing to align on, no region to call a ghost
-            align = deghost = False
+            align = deghost = pick_sharpest = False
         thetas, keep_small, covered = [IDENTITY.clone() for _ in frames], None, None
-        if align or deghost or well_exposed:  # registered frames taken as they are need no small copies at all
+        # registered frames taken as they are (every option off) need no small copies at all
+        if align or deghost or well_exposed or pick_sharpest:
             small = [_shrunk(f.float().div_(127.5).sub_(1), ALIGN_SIDE) for f in frames]
+            energies = [focus_energy(f, GHOST_SIDE) for f in frames] if pick_sharpest else None
             thetas = register(small) if align else thetas
-            keep_small, covered = self._keep_maps(small, thetas, deghost, well_exposed)
+            keep_small, covered = self._keep_maps(small, thetas, deghost, well_exposed, energies)
         if tile is None:  # the head's features of every frame are held at once: memory grows with frames x pixels
             fits = size[0] * size[1] * len(frames) <= FUSE_TILE_PIXELS
             tile = False if fits else max(256, math.isqrt(FUSE_TILE_PIXELS // len(frames)))
@@ -558,11 +575,14 @@ class GanMocoPipeline(DiffusionPipeline):
             fused = fused[..., box[1] : box[3], box[0] : box[2]]
         return to_pil(fused)
 
-    def _keep_maps(self, small, thetas, deghost: bool, exposed: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _keep_maps(
+        self, small, thetas, deghost: bool, exposed: bool, energies: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Per frame, at GHOST_SIDE: how much fusion may use it (1 = freely; 0 outside its frame and, with
         deghost, where it shows a moved subject; with `exposed`, less where another frame is better exposed;
-        else the first frame always 1), as (1, N, 1, h, w) or None when every frame may be used everywhere;
-        and the (h, w) mask that every frame covers."""
+        with `energies` (each frame's `focus_energy`), less where another frame shows a region sharper), as
+        (1, N, 1, h, w) or None when every frame may be used everywhere; and the (h, w) mask that every frame
+        covers."""
         thumbs = [_shrunk(x, GHOST_SIDE) for x in small]
         h, w = thumbs[0].shape[-2:]
         moved, inside = zip(
@@ -573,6 +593,11 @@ class GanMocoPipeline(DiffusionPipeline):
         keep = list(inside)
         if exposed:
             keep = [k * e for k, e in zip(keep, well_exposed(list(moved)), strict=True)]
+        if energies is not None:
+            # energies are regions, never negative: bilinear, not a spline that could overshoot below 0
+            energies = [F.interpolate(e, size=(h, w), mode="area") if e.shape[-2:] != (h, w) else e for e in energies]
+            aligned = [sample(e, t, (0, h, 0, w), (h, w), degree=1)[0] for e, t in zip(energies, thetas, strict=True)]
+            keep = [k * s for k, s in zip(keep, sharpest(aligned, list(moved)), strict=True)]
         if deghost:
             ghosts = ghost_masks(thumbs[0], list(moved[1:]), list(inside[1:]))
             keep = [keep[0]] + [k * (1 - g) for k, g in zip(keep[1:], ghosts, strict=True)]

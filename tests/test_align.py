@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
+from torchvision.transforms.functional import gaussian_blur
 
 from ganmoco import GanMocoPipeline, align, metrics
 from ganmoco.cli import main
@@ -156,6 +157,33 @@ def test_well_exposed_opens_up_a_bracket_of_mostly_dark_shots_and_leaves_a_focus
     assert np.abs(a - b).mean() < 1.0
 
 
+def test_sharpest_weighs_a_region_towards_its_sharper_frame_only_where_the_levels_agree(photo):
+    def small(x):
+        return F.interpolate(x, size=(align.GHOST_SIDE,) * 2, mode="area")  # the size fuse() weighs them at
+
+    soft = gaussian_blur(photo, 9, 1.0)  # a pixel of defocus: what a real focus stack differs by
+    sharp_w, soft_w = align.sharpest(
+        [align.focus_energy(x, align.GHOST_SIDE) for x in (photo, soft)], [small(photo), small(soft)]
+    )
+    assert float(sharp_w.mean()) > 0.99 and float(soft_w.mean()) < 0.02  # measured: 0.998 and 0.004
+    # a darker shot (an exposure bracket) holds less band energy for its exposure, not its focus: left alone
+    dark = gaussian_blur(photo * 0.5 - 0.5, 9, 1.0)
+    weights = align.sharpest(
+        [align.focus_energy(x, align.GHOST_SIDE) for x in (photo, dark)], [small(photo), small(dark)]
+    )
+    assert min(float(w.mean()) for w in weights) > 0.95
+
+
+def test_a_focus_stack_differing_by_a_pixel_of_blur_is_picked_not_mixed(pipe, photo):
+    soft = gaussian_blur(photo, 9, 1.0)
+    left = (torch.arange(384) < 192).float().expand(1, 1, 384, -1)
+    frames = [to_pil(torch.lerp(photo, soft, left)), to_pil(torch.lerp(photo, soft, 1 - left))]
+    truth = to_tensor(to_pil(photo))
+    picked = metrics.reference_metrics(to_tensor(pipe.fuse(frames)), truth)["PSNR_ref"]
+    mixed = metrics.reference_metrics(to_tensor(pipe.fuse(frames, pick_sharpest=False)), truth)["PSNR_ref"]
+    assert picked > mixed + 3  # measured: 50.0 against 44.5 dB (the head alone weighs the blurred half in)
+
+
 def test_cli_fuse_aligns_and_crops(examples, tmp_path, photo):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     to_pil(photo).save(a)
@@ -166,6 +194,14 @@ def test_cli_fuse_aligns_and_crops(examples, tmp_path, photo):
     assert Image.open(tmp_path / "n.png").size == (384, 384)
     assert main(["fuse", str(a), str(b), "--well-exposed", "--out", str(tmp_path / "w.png")]) == 0
     assert Image.open(tmp_path / "w.png").size == (384, 384)
+    to_pil(gaussian_blur(photo, 9, 1.0)).save(b)  # a sharp frame and a slightly defocused one
+    for flags, name in (([], "picked.png"), (["--no-pick-sharpest"], "mixed.png")):
+        assert main(["fuse", str(a), str(b), "--no-align", *flags, "--out", str(tmp_path / name)]) == 0
+    sharp = np.asarray(Image.open(a), dtype=np.int16)
+    picked, mixed = (
+        np.abs(np.asarray(Image.open(tmp_path / n), dtype=np.int16) - sharp).mean() for n in ("picked.png", "mixed.png")
+    )
+    assert picked < mixed / 2
 
 
 def test_handheld_stacks_move_only_the_second_frame(examples):

@@ -153,7 +153,8 @@ def test_eval_command_writes_json_and_grids(tmp_path, examples, tiny_pipeline_di
     )
     assert set(report["fusion"]) == {"multi-focus", "multi-exposure"}
     assert set(report["fusion"]["multi-focus"]) == {
-        "ganmoco", "ganmoco (task named)", "average", "max-abs", "laplacian max-abs", "mertens", "reference"
+        "ganmoco", "ganmoco (task named)", "ganmoco, head alone (pick_sharpest=False)", "average", "max-abs",
+        "laplacian max-abs", "mertens", "reference"
     }  # fmt: skip
     assert (out / "grid_fusion.png").is_file()
     assert set(report["fusion"]["multi-focus"]["average"]) == {
