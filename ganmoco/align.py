@@ -134,7 +134,13 @@ def _fit(
         residual = moved[0, 0].reshape(-1) - target
         spread = (residual.abs() * inside).sum() / inside.sum().clamp(min=1) * 2.5 + 0.05
         weighted = jac * (inside / (1 + (residual / spread).square()))[:, None]
-        step = torch.linalg.solve(weighted.T @ jac + 1e-6 * torch.eye(6), -(weighted.T @ residual))
+        normal = weighted.T @ jac
+        # damped relative to its size: a frame whose trusted edges all run one way (a clipped bracket) leaves
+        # no shift along them, and the plain system is singular there
+        normal = normal + (1e-6 + 1e-5 * normal.diagonal().max()) * torch.eye(6)
+        step, info = torch.linalg.solve_ex(normal, -(weighted.T @ residual))
+        if info.item() != 0 or not bool(torch.isfinite(step).all()):
+            break
         theta = theta + step.reshape(1, 2, 3)
         if step.abs().max() < 0.01 / max(h, w):  # moves no pixel by 1/200 px: done at this scale
             break
