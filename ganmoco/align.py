@@ -79,6 +79,11 @@ def _regions(g: torch.Tensor) -> torch.Tensor:
     return _box(_box(g, radius), radius)
 
 
+def _region_levels(frames: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each frame's ((1, 3, h, w) in [-1, 1]) mean grey level in [0, 1] over regions: what defocus keeps."""
+    return [_regions((f.float().mean(1, keepdim=True) + 1) / 2) for f in frames]
+
+
 def _with_trust(g: torch.Tensor) -> torch.Tensor:
     """(1, 2, h, w): the normalised grey image and 1 where no pixel near it is clipped (a clipped highlight
     or shadow has edges that move with the exposure, not with the camera)."""
@@ -377,8 +382,7 @@ def well_exposed(frames: list[torch.Tensor], sigma: float = WELL_EXPOSED_SIGMA) 
     """Per frame ((1, 3, h, w) in [-1, 1], aligned, at one small size) a (1, 1, h, w) weight in (0, 1]: how near
     mid-grey its region's mean level is (a Gaussian of `sigma`), relative to the best exposed frame there (which
     gets 1). Regions, not pixels: a change of focus keeps a region's mean, so a focus stack is left alone."""
-    level = [_regions((f.float().mean(1, keepdim=True) + 1) / 2) for f in frames]
-    score = torch.stack([torch.exp(-((v - 0.5) ** 2) / (2 * sigma**2)) for v in level])
+    score = torch.stack([torch.exp(-((v - 0.5) ** 2) / (2 * sigma**2)) for v in _region_levels(frames)])
     score = score / score.amax(0, keepdim=True).clamp(min=1e-6)
     return list(score.clamp(min=1e-3).unbind(0))
 
@@ -411,7 +415,7 @@ def sharpest(energies: list[torch.Tensor], frames: list[torch.Tensor]) -> list[t
     not focus, tells the frames apart. Enfuse's hard mask, by regions: no seams at the choices."""
     logs = torch.stack([torch.log(_regions(e) + 1e-7) for e in energies])
     score = torch.exp(FOCUS_POWER * (logs - logs.amax(0, keepdim=True)))
-    level = torch.stack([_regions((f.float().mean(1, keepdim=True) + 1) / 2) for f in frames])
+    level = torch.stack(_region_levels(frames))
     same = (2 - (level.amax(0) - level.amin(0)) / FOCUS_SAME_LEVEL).clamp(0, 1)
     return list((1 - same * (1 - score)).clamp(min=1e-3).unbind(0))
 
