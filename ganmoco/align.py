@@ -5,10 +5,10 @@ change of focus breathing): fused as they are, every edge doubles. `register` fi
 a reference frame, robust to exposure and focus differences:
 - each frame is compared as a locally normalised grey image (its local mean removed and divided by its local
   contrast), which an exposure change or a defocus alters far less than it alters the pixels;
-- a phase correlation proposes shifts (any size up to half the frame), the best of them after a coarse fit
-  goes on, then Gauss-Newton least squares (Lucas-Kanade, coarse to fine, with Cauchy weights so that a
-  moving subject does not pull the fit, clipped areas left out) refines the six affine parameters at up to
-  `max_side` pixels.
+- a phase correlation proposes shifts (any size up to half the frame), the best of them (as proposed or after a
+  coarse fit, by correlation) goes on, then Gauss-Newton least squares (Lucas-Kanade, coarse to fine, with
+  Cauchy weights so that a moving subject does not pull the fit, clipped areas left out) refines the six affine
+  parameters at up to `max_side` pixels; a fit that diverges falls back to its start.
 `sharpest` weighs each region towards the frame that shows it sharpest, wherever the frames show it at one level
 (a focus stack): the head alone mixes real frames whose defocus differs by little more than their noise.
 `ghost_masks` marks where an aligned frame still disagrees with the reference once the exposure difference is
@@ -34,6 +34,8 @@ MIN_ALIGN_SIDE = 48  # frames smaller than this are too small to align (they are
 GHOST_SIDE = 256  # ghosts are found on copies this long: they are regions, not pixels
 GHOST_TOLERANCE = 0.05  # a channel's difference in [0, 1], past two spreads of its tone mapping: motion
 WELL_EXPOSED_SIGMA = 0.2  # exposure fusion's well-exposedness Gaussian (Mertens et al. 2007), levels in [0, 1]
+MIN_COVERED = 0.5  # a hand-held frame covers at least this much of the reference: a fit that leaves more out failed
+MAX_LINEAR = 0.15  # rotation, scale and shear of a hand (9 degrees, 15 %) at most: a fit past it diverged
 CLIPPED = 0.02  # levels this close to 0 or 1 are clipped: they predict nothing of another exposure
 FOCUS_RADII = (1, 2)  # box radii at full resolution, each box taken twice (triangles of sigma 1.15 and 2 px): the
 # band between them is what a defocus blur takes first
@@ -153,11 +155,18 @@ def _fit(
 
 
 def _misfit(reference: torch.Tensor, moving: torch.Tensor, theta: torch.Tensor) -> float:
-    """The mean absolute difference of the normalised images where moving, sampled at theta, lands inside."""
+    """1 - the correlation of the normalised images ((1, 2, h, w), as `_with_trust` gives them) where both are
+    unclipped and moving, sampled at theta, lands inside: 0 for a perfect fit. A correlation, not a difference:
+    flat regions (normalised to 0) then agree with nothing, and the contrast an exposure changes does not count.
+    A theta that leaves most of the reference uncovered is no hand-held motion: the worst score, 2."""
     grid = _grid(theta, reference)
-    moved = F.grid_sample(moving[:, :1], grid, mode="bilinear", padding_mode="border", align_corners=False)
     inside = (grid.abs() < 1).all(-1)[:, None].float()
-    return float(((moved - reference[:, :1]).abs() * inside).sum() / inside.sum().clamp(min=1))
+    if inside.mean() < MIN_COVERED:
+        return 2.0
+    moved = F.grid_sample(moving, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    both = inside * (reference[:, 1:] > 0.99) * (moved[:, 1:] > 0.99)
+    a, b = reference[:, :1] * both, moved[:, :1] * both
+    return float(1 - (a * b).sum() / ((a.square().sum() * b.square().sum()).sqrt() + 1e-9))
 
 
 def estimate(reference: torch.Tensor, moving: torch.Tensor, max_side: int = ALIGN_SIDE) -> torch.Tensor:
@@ -182,19 +191,35 @@ def estimate(reference: torch.Tensor, moving: torch.Tensor, max_side: int = ALIG
     while True:
         scale = min(1.0, width / max(h, w))
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        ref = _with_trust(F.interpolate(ref_full, size=size, mode="area") if scale < 1 else ref_full)
-        mov = _with_trust(F.interpolate(mov_full, size=size, mode="area") if scale < 1 else mov_full)
-        if theta is None:
-            fits = [_fit(ref, mov, start, iters=20, shift_only=True) for start in starts]
-            # judged on the sharper probe copies: a repeated pattern (arches, windows) fools the coarsest
-            theta = min(fits, key=lambda t: _misfit(probe_ref, probe_mov, t))
+        if size == tuple(probe_ref.shape[-2:]):  # the probe's copies, made once
+            ref, mov = probe_ref, probe_mov
         else:
-            # rotation and scale only from 128 px on: on coarser copies a clipped frame can pull them astray
-            theta = _fit(ref, mov, theta, iters=3 if scale == 1.0 else 8, shift_only=width < 128)
+            ref = _with_trust(F.interpolate(ref_full, size=size, mode="area") if scale < 1 else ref_full)
+            mov = _with_trust(F.interpolate(mov_full, size=size, mode="area") if scale < 1 else mov_full)
+        if theta is None:
+            # the starts as proposed and as the coarsest fit left them, judged on the sharper probe copies: on
+            # a bracket the 64-px copies can pull a right start away (a facade's repeated windows, clipping)
+            candidates = []
+            for t in starts + [_fit(ref, mov, start, iters=20, shift_only=True) for start in starts]:
+                if all(float((t - c).abs().max()) * max(probe_ref.shape[-2:]) > 1 for c in candidates):
+                    candidates.append(t)  # (fits that met at one place within half a probe pixel: judged once)
+            theta = start = min(candidates, key=lambda t: _misfit(probe_ref, probe_mov, t))
+        else:
+            # rotation and scale only from 256 px (or half the frame's side) on: on coarser copies a bracket's
+            # clipped frame can pull them astray
+            shift_only = width < min(256, max(h, w) // 2)
+            theta = _fit(ref, mov, theta, iters=3 if scale == 1.0 else 8, shift_only=shift_only)
         if scale == 1.0:
-            # a fit that ended worse than no motion at all (a frame with nothing to hold on to) is not used
-            return theta if _misfit(ref, mov, theta) < _misfit(ref, mov, IDENTITY) else IDENTITY.clone()
+            # a fit that diverged (a bracket with little unclipped in common) falls back to its start's shift,
+            # or to no motion at all where that fits better (a frame with nothing to hold on to)
+            candidates = ([theta] if _plausible(theta) else []) + [start, IDENTITY]
+            return min(candidates, key=lambda t: _misfit(probe_ref, probe_mov, t)).clone()
         width *= 2
+
+
+def _plausible(theta: torch.Tensor) -> bool:
+    """Whether theta's rotation, scale and shear are a hand's (within MAX_LINEAR of the identity's)."""
+    return float((theta[0, :, :2] - IDENTITY[0, :, :2]).abs().max()) < MAX_LINEAR
 
 
 def displacement(theta: torch.Tensor, size: tuple[int, int]) -> float:
@@ -288,10 +313,11 @@ def _spline_sample(image: torch.Tensor, px: torch.Tensor, py: torch.Tensor, degr
         ]
 
     across, total = reads(px), 0
+    # the columns' read positions and weights, the same for every row of pairs: stacked once
+    xs = torch.stack([hx * 2 / max(width - 1, 1) - 1 for hx, _ in across])
+    x_weights = torch.stack([gx for _, gx in across])[:, None]
     for hy, gy in reads(py):  # a row of pairs a call: one batched read, memory (degree + 1) / 2 x the piece
-        grid = torch.stack(
-            [torch.stack([hx * 2 / max(width - 1, 1) - 1, hy * 2 / max(height - 1, 1) - 1], dim=-1) for hx, _ in across]
-        )
+        grid = torch.stack([xs, (hy * 2 / max(height - 1, 1) - 1).expand_as(xs)], dim=-1)
         row = F.grid_sample(
             coefficients.expand(len(across), -1, -1, -1),
             grid,
@@ -299,7 +325,7 @@ def _spline_sample(image: torch.Tensor, px: torch.Tensor, py: torch.Tensor, degr
             padding_mode="border",
             align_corners=True,
         )
-        total = total + gy * (torch.stack([gx for _, gx in across])[:, None] * row).sum(0, keepdim=True)
+        total = total + gy * (x_weights * row).sum(0, keepdim=True)
     return total
 
 

@@ -13,7 +13,7 @@ from torchvision.transforms.functional import gaussian_blur
 from ganmoco import GanMocoPipeline, align, metrics
 from ganmoco.cli import main
 from ganmoco.data import SRGB_GAMMA, synthetic_fusion_pair
-from ganmoco.evaluate_stacks import MARGIN, detail_kept, handheld_stacks, interior, real_markdown
+from ganmoco.evaluate_stacks import MARGIN, detail_kept, hand_motion, handheld_stacks, interior, real_markdown
 from ganmoco.motion import IDENTITY, _grid
 from ganmoco.pixels import to_pil, to_tensor
 
@@ -164,6 +164,33 @@ def test_a_bracket_whose_trusted_edges_run_one_way_is_fused_without_a_singular_s
     sources = next(s for kind, track, _, s, _ in stacks if kind == "multi-exposure" and track == "handheld")
     assert bool(torch.isfinite(align.estimate(*sources)).all())
     assert pipe.fuse([to_pil(s) for s in sources]).size == (256, 256)
+
+
+def _corner_error(sources, seed: int) -> float:
+    """How far (px, at the worst corner) align.estimate's fit is from undoing the evaluator's hand motion."""
+    theta = hand_motion(np.random.default_rng([seed, 0, 7]), "multi-exposure")
+    inverse = torch.linalg.inv(torch.cat([theta[0], torch.tensor([[0.0, 0.0, 1.0]])]))[:2][None]
+    return align.displacement(align.estimate(*sources) - inverse + IDENTITY, tuple(sources[0].shape[-2:]))
+
+
+def test_a_bracket_whose_coarsest_copies_mislead_the_fit_is_aligned(examples):
+    # on 64-px copies this bracket's clipped frame pulls the phase correlation's right start away; judged by
+    # correlation on the 256-px copies the start as proposed wins (the fit was 17.4 px off, measured)
+    stacks = handheld_stacks([examples / "exposure_bright.jpg"], 512, seed=3)
+    sources = next(s for kind, track, _, s, _ in stacks if kind == "multi-exposure" and track == "handheld")
+    assert _corner_error(sources, seed=3) < 1.0  # measured: 0.58
+
+
+def test_a_fit_that_diverges_on_a_harsh_bracket_falls_back_to_its_start(examples):
+    # a bracket two stops either side: a third of one frame crushed, half the other blown. Its affine steps
+    # diverged (a 153-px fit, measured); the start's shift is kept instead, a rotation short of the truth
+    stacks = handheld_stacks([examples / "exposure_bright.jpg"], 512, seed=1)
+    sources = next(s for kind, track, _, s, _ in stacks if kind == "multi-exposure" and track == "handheld")
+    assert _corner_error(sources, seed=1) < 8.0  # measured: 6.5
+    assert align._misfit(*(align._with_trust(align.grey(s, 256)) for s in sources), IDENTITY) < 2.0
+    far = IDENTITY.clone()
+    far[0, 0, 2] = 1.2  # leaves 60 % of the reference uncovered: no hand-held motion, the worst score
+    assert align._misfit(*(align._with_trust(align.grey(s, 256)) for s in sources), far) == 2.0
 
 
 def test_sharpest_weighs_a_region_towards_its_sharper_frame_only_where_the_levels_agree(photo):
