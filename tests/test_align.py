@@ -182,8 +182,8 @@ def test_a_bracket_whose_coarsest_copies_mislead_the_fit_is_aligned(examples):
 
 
 def test_a_fit_that_diverges_on_a_harsh_bracket_falls_back_to_its_start(examples):
-    # a bracket two stops either side: a third of one frame crushed, half the other blown. Its affine steps
-    # diverged (a 153-px fit, measured); the start's shift is kept instead, a rotation short of the truth
+    # a harsh bracket: 92 % of the bright frame blown (measured), little left in common to fit. Its affine
+    # steps diverged (a 153-px fit, measured); the start's shift is kept instead, a rotation short of the truth
     stacks = handheld_stacks([examples / "exposure_bright.jpg"], 512, seed=1)
     sources = next(s for kind, track, _, s, _ in stacks if kind == "multi-exposure" and track == "handheld")
     assert _corner_error(sources, seed=1) < 8.0  # measured: 6.5
