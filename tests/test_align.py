@@ -169,8 +169,7 @@ def test_a_bracket_whose_trusted_edges_run_one_way_is_fused_without_a_singular_s
 def _corner_error(sources, seed: int) -> float:
     """How far (px, at the worst corner) align.estimate's fit is from undoing the evaluator's hand motion."""
     theta = hand_motion(np.random.default_rng([seed, 0, 7]), "multi-exposure")
-    inverse = torch.linalg.inv(torch.cat([theta[0], torch.tensor([[0.0, 0.0, 1.0]])]))[:2][None]
-    return align.displacement(align.estimate(*sources) - inverse + IDENTITY, tuple(sources[0].shape[-2:]))
+    return align.displacement(align.estimate(*sources) - _inverse(theta) + IDENTITY, tuple(sources[0].shape[-2:]))
 
 
 def test_a_bracket_whose_coarsest_copies_mislead_the_fit_is_aligned(examples):
