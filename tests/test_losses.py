@@ -131,3 +131,32 @@ def test_colour_loss_compares_colour_distributions_not_places():
     out = grey.clone().requires_grad_()
     losses.colour_loss(out, style).backward()
     assert out.grad.abs().sum() > 0
+
+
+def test_halo_loss_sees_sharpening_rims_not_blur_or_tone(examples):
+    from PIL import ImageFilter
+
+    from ganmoco.images import load_image
+    from ganmoco.pixels import to_tensor
+
+    photo = load_image(examples / "castle_chambord.jpg").resize((384, 288))
+    content = to_tensor(photo)
+    assert len(losses.edge_profiles(content)[0][0]) > 100  # the castle has step edges to look at
+    assert losses.halo_loss(content, content) == 0
+
+    def halo(image):
+        return losses.halo_loss(to_tensor(image), content).item()
+
+    sharpened = photo.filter(ImageFilter.UnsharpMask(radius=6, percent=120, threshold=0))
+    assert halo(sharpened) > 0.25  # rims on both sides of every edge
+    assert halo(sharpened.filter(ImageFilter.GaussianBlur(1))) > 0.15  # softened, the rims are still there
+    assert halo(photo.filter(ImageFilter.GaussianBlur(2))) < 0.08  # a blurred step only rises
+    assert halo(photo.point(lambda v: v * 6 // 10)) < 0.01  # nor is a darker picture a halo
+
+    out = to_tensor(sharpened).requires_grad_()
+    loss = losses.halo_loss(out, content)
+    loss.backward()
+    assert out.grad.abs().sum() > 0
+    assert losses.halo_loss((out - 20 * out.grad).detach(), content) < loss  # its gradient removes the rims
+    flat = torch.zeros(1, 3, 64, 64, requires_grad=True)
+    assert losses.halo_loss(flat, flat.detach()) == 0 and losses.halo_loss(flat, flat.detach()).requires_grad

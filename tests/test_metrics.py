@@ -60,11 +60,13 @@ def test_style_metrics_rank_the_obvious_cases(photos):
     score = metrics.StyleMetrics()
     itself = score(content, content, style)
     assert itself["content_distance"] == pytest.approx(0.0, abs=1e-6) and itself["ssim"] == pytest.approx(1.0)
+    assert itself["halo"] == 0.0
     colour = score(baselines.lab_colour_transfer(content, style), content, style)
     # a colour transfer moves the palette toward the painting and keeps the structure
     assert colour["colour_histogram_distance"] < itself["colour_histogram_distance"]
     assert colour["mean_std_distance"] < itself["mean_std_distance"]
     assert colour["ssim"] > 0.6 and colour["content_distance"] > 0
+    assert colour["halo"] < 0.1  # a global colour map adds no rims along the edges
     noise = torch.rand_like(content) * 2 - 1
     assert score(noise, content, style)["ssim"] < 0.2
     assert metrics.colour_histogram_distance(style, style) == 0.0

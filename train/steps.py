@@ -2,7 +2,8 @@
 
     L_G = adversarial_weight L_GAN + style_weight L_style + fusion_weight L_fusion
           + feature_weight L_feature + tv_weight TV
-          (+ teacher_weight L_teacher, temporal_weight L_temporal and colour_weight L_colour on style batches,
+          (+ teacher_weight L_teacher, temporal_weight L_temporal, colour_weight L_colour and halo_weight L_halo on
+           style batches,
            + upscale_weight L_upscale on super-resolution batches)
 
 Each step function returns (loss_G, fake, code, real, raw terms): the discriminator then judges `fake` against
@@ -75,6 +76,11 @@ class LossWeights:
         "weight of L_colour on style batches: sliced Wasserstein distance of the output's RGB colours to the style "
         "image's (logged as 'colour'; 0: off)",
     )
+    halo_weight: float = _weight(
+        0.0,
+        "weight of L_halo on style batches: rims, glows and outlines along the photo's step edges that the photo "
+        "does not have (logged as 'halo'; 0: off)",
+    )
     gan_loss: str = _weight("hinge", "adversarial loss")
 
     @classmethod
@@ -124,6 +130,9 @@ def style_step(G, E, D, nets, batch_c, batch_s, w: LossWeights, teacher=None):
     if w.colour_weight > 0:
         terms["colour"] = losses.colour_loss(fake, batch_s)
         loss = loss + w.colour_weight * terms["colour"]
+    if w.halo_weight > 0:
+        terms["halo"] = losses.halo_loss(fake, batch_c)
+        loss = loss + w.halo_weight * terms["halo"]
     if teacher is not None:
         with torch.no_grad():
             target = teacher[0](batch_c, teacher[1](batch_s), style=batch_s)
