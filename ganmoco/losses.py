@@ -194,10 +194,11 @@ def _halo_ends(reach: int) -> int:
     return max(2, (reach + 1) // 3)
 
 
-def _sobel(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    k = y.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
-    padded = F.pad(y, (1, 1, 1, 1), mode="replicate")
-    return F.conv2d(padded, k.view(1, 1, 3, 3)), F.conv2d(padded, k.t().reshape(1, 1, 3, 3))
+def sobel(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Sobel derivatives d/dx, d/dy of (B, 1, H, W) images (replicate border), each (B, 1, H, W)."""
+    kx = y.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    g = F.conv2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), torch.stack([kx, kx.t()])[:, None])
+    return g[:, :1], g[:, 1:]
 
 
 def edge_profiles(content: torch.Tensor, reach: int = HALO_REACH, max_edges: int = 1024) -> list[torch.Tensor | None]:
@@ -208,7 +209,7 @@ def edge_profiles(content: torch.Tensor, reach: int = HALO_REACH, max_edges: int
     At most `max_edges` of them, evenly spread over the image's edges (deterministic)."""
     y = (luminance(content.detach().float()) + 1) / 2
     b, _, h, w = y.shape
-    gx, gy = _sobel(gaussian_blur(y, [9, 9], [1.5, 1.5]))
+    gx, gy = sobel(gaussian_blur(y, [9, 9], [1.5, 1.5]))
     mag = torch.hypot(gx, gy)
     inner = torch.zeros(h, w, dtype=torch.bool, device=y.device)
     inner[reach + 1 : h - reach - 1, reach + 1 : w - reach - 1] = True
@@ -217,7 +218,7 @@ def edge_profiles(content: torch.Tensor, reach: int = HALO_REACH, max_edges: int
     grids: list[torch.Tensor | None] = []
     for i in range(b):
         strong = mag[i, 0] > torch.quantile(mag[i, 0].flatten()[:: max(1, h * w // 1_000_000)], 0.97)
-        ys, xs = torch.nonzero(strong & inner & (mag[i, 0] > 1e-3), as_tuple=True)
+        ys, xs = torch.nonzero(strong & inner & (mag[i, 0] > 8e-3), as_tuple=True)
         if len(ys) == 0:
             grids.append(None)
             continue

@@ -241,10 +241,8 @@ def fusion_vif(sources: list[torch.Tensor], f: torch.Tensor) -> float:
 
 
 def _sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=x.dtype)
-    k = torch.stack([kx, kx.t()])[:, None]
-    g = F.conv2d(F.pad(x[None, None], (1, 1, 1, 1), mode="replicate"), k)[0]
-    return g[0], g[1]
+    gx, gy = losses.sobel(x[None, None])
+    return gx[0, 0], gy[0, 0]
 
 
 def qabf(sources: list[torch.Tensor], f: torch.Tensor) -> float:
