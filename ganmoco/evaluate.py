@@ -32,7 +32,15 @@ from .images import load_image
 from .pixels import fit_within, to_pil, to_tensor
 
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-STYLE_KEYS = ("content_distance", "ssim", "halo", "gram_distance", "mean_std_distance", "colour_histogram_distance")
+STYLE_KEYS = (
+    "content_distance",
+    "ssim",
+    "halo",
+    "gram_distance",
+    "coarse_gram_distance",
+    "mean_std_distance",
+    "colour_histogram_distance",
+)
 FUSION_KINDS = {"multi-focus": FOCUS_SHAPES, "multi-exposure": (None,)}  # kind -> in-focus shapes
 
 
@@ -434,15 +442,15 @@ def markdown(report: dict) -> str:
     lines = []
     if "style" in report:
         lines += [
-            "| method | pairs | content dist. ↓ | SSIM ↑ | halo ↓ | Gram dist. ↓ | mean/std dist. ↓ | colour hist. ↓ "
-            "| FID ↓ | KID ↓ | ArtFID ↓ |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| method | pairs | content dist. ↓ | SSIM ↑ | halo ↓ | Gram dist. ↓ | Gram ¼ ↓ | mean/std dist. ↓ "
+            "| colour hist. ↓ | FID ↓ | KID ↓ | ArtFID ↓ |",
+            "| --- " * 12 + "|",
         ]
         for name, entry in report["style"].items():
             s = entry["summary"]
             lines.append(
                 f"| {name} | {s['pairs']} | {s['content_distance']:.3f} | {s['ssim']:.3f} | {s['halo']:.3f} "
-                f"| {s['gram_distance']:.1f} "
+                f"| {s['gram_distance']:.1f} | {s['coarse_gram_distance']:.1f} "
                 f"| {s['mean_std_distance']:.1f} | {s['colour_histogram_distance']:.3f} | {_fmt(s['fid'], '.1f')} "
                 f"| {_fmt(s['kid'], '.3f')} | {_fmt(s['art_fid'], '.1f')} |"
             )

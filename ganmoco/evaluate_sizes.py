@@ -22,7 +22,15 @@ from .pixels import fit_within, to_pil, to_tensor
 Stylizer = Callable[[Image.Image, Image.Image], Image.Image]
 VIEW_SIDE = 512  # a result seen whole, as on a screen
 CROP = 512  # a 1:1 crop's side
-KEYS = ("content_distance", "ssim", "halo", "gram_distance", "mean_std_distance", "colour_histogram_distance")
+KEYS = (
+    "content_distance",
+    "ssim",
+    "halo",
+    "gram_distance",
+    "coarse_gram_distance",
+    "mean_std_distance",
+    "colour_histogram_distance",
+)
 
 
 def size_methods(pipe, peer: bool = False, teacher: bool = False) -> dict[str, Stylizer]:
@@ -146,14 +154,15 @@ def save_crops_grid(shown: dict[int, dict[str, Image.Image]], path: Path, cell: 
 
 def sizes_markdown(report: dict) -> str:
     lines = [
-        "| size | method | s / image | whole: SSIM ↑ | halo ↓ | Gram ↓ | mean/std ↓ | colour hist. ↓ "
-        "| 1:1 crop: SSIM ↑ | halo ↓ | Gram ↓ | mean/std ↓ | colour hist. ↓ |",
-        "| --- " * 13 + "|",
+        "| size | method | s / image | whole: SSIM ↑ | halo ↓ | Gram ↓ | Gram ¼ ↓ | mean/std ↓ | colour hist. ↓ "
+        "| 1:1 crop: SSIM ↑ | halo ↓ | Gram ↓ | Gram ¼ ↓ | mean/std ↓ | colour hist. ↓ |",
+        "| --- " * 15 + "|",
     ]
     for side, methods in report.items():
         for name, r in methods.items():
             cells = [
                 f"{r[v]['ssim']:.3f} | {r[v]['halo']:.3f} | {r[v]['gram_distance']:.1f} "
+                f"| {r[v]['coarse_gram_distance']:.1f} "
                 f"| {r[v]['mean_std_distance']:.1f} "
                 f"| {r[v]['colour_histogram_distance']:.3f}"
                 for v in ("whole", "crop")

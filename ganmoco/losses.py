@@ -60,6 +60,15 @@ def gram_style_loss(feats: dict[str, torch.Tensor], targets: dict[str, torch.Ten
     return sum(F.mse_loss(gram_matrix(feats[k]), gram_matrix(targets[k])) for k in targets)
 
 
+COARSE_STYLE_FACTORS = (2, 4)  # the pyramid levels at which L_style_coarse (and the evaluator's coarse Gram, at 4) look
+
+
+def downscaled(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H // factor, W // factor): the mean of each factor x factor block (a box-filter pyramid
+    level; differentiable). A structure `factor` times wider than VGG's early receptive fields is texture there."""
+    return F.avg_pool2d(image, factor) if factor > 1 else image
+
+
 def mean_std_style_loss(
     feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], eps: float = 1e-5
 ) -> torch.Tensor:

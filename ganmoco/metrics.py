@@ -26,6 +26,10 @@ from .models.features import VGG_STYLE_LAYERS, FeatureExtractor
 
 # LPIPS-VGG's layers without relu5_3 (weak in the offline HED trunk, see DESIGN §6)
 CONTENT_LAYERS = STYLE_LAYERS = VGG_STYLE_LAYERS
+# The coarse Gram ("Gram ¼"): gram_distance with output and style both downscaled by COARSE_FACTOR (a 512-px
+# output seen at 128 px). There a few-pixel stroke is flat colour and only the larger structures (swirls, bricks,
+# a pattern's repeats) are texture to VGG, so it reads how much of the painting's larger structure is missing.
+COARSE_FACTOR = max(losses.COARSE_STYLE_FACTORS)
 
 
 def luminance01(x: torch.Tensor) -> torch.Tensor:
@@ -169,12 +173,14 @@ class StyleMetrics:
         f_out: dict[str, torch.Tensor] | None = None,
         f_style: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, float]:
-        """How far `output` is from `style` alone (no content needed, e.g. video frames): Gram, mean/std and
-        colour-histogram distances."""
+        """How far `output` is from `style` alone (no content needed, e.g. video frames): Gram (full size and
+        coarse), mean/std and colour-histogram distances."""
         f_out = self.vgg(output) if f_out is None else f_out
         f_style = self.vgg(style) if f_style is None else f_style
+        coarse = (self.vgg(losses.downscaled(x, COARSE_FACTOR)) for x in (output, style))
         return {
             "gram_distance": gram_distance(f_out, f_style),
+            "coarse_gram_distance": gram_distance(*coarse),
             "mean_std_distance": mean_std_distance(f_out, f_style),
             "colour_histogram_distance": colour_histogram_distance(output, style),
         }

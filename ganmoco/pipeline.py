@@ -48,7 +48,7 @@ from .tiling import run_tiled, thumbnail
 _STYLE_CACHE_SIZE = 96  # codes (one per image and scale) and picked scales; a code is 106 floats
 AUTO_TILE_PIXELS = 2048 * 2048  # above this, stylize works in tiles unless told otherwise
 DEFAULT_TILE = 1024
-TILE_MARGIN = 64  # > the generator's receptive-field radius: each kept pixel sees all it would untiled
+TILE_MARGIN = 64  # fusion tiles' context (> the encoder and fusion head's reach); stylize's is the generator's
 CODE_MAP_STRIDE = 8  # a mask's per-pixel code map is at 1/8 of the image (the generator resizes it per layer)
 FUSE_TILE_PIXELS = 2_000_000  # frames x pixels fused in one piece: ~0.7 GB a megapixel (two 2048^2 frames: 6.5 GB)
 THUMBNAIL_SIDE = 2048  # tiles share the statistics of the image at up to this side: exact up to 2048 px
@@ -307,7 +307,7 @@ class GanMocoPipeline(DiffusionPipeline):
         mask: one mask (white = styled, black = the content as it is), or one mask per style choosing where
             each goes; grey levels and the mask's edges blend softly.
         tile: tile side in pixels; None tiles automatically above AUTO_TILE_PIXELS, False never tiles. Tiles
-            overlap by TILE_MARGIN and share one set of normalisation statistics, so there are no seams.
+            overlap by the generator's reach and share one set of normalisation statistics, so there are no seams.
         style_scale: how large the strokes and patterns are painted (see `style_code`); "auto" per style.
         split_styles: with one mask and several styles, the first style inside the mask and the weighted blend
             of the others outside it (their `weights`), e.g. a painted sky over a differently painted town.
@@ -425,7 +425,8 @@ class GanMocoPipeline(DiffusionPipeline):
             piece_code = code if code.ndim == 2 else code[..., y0 // m : -(-y1 // m), x0 // m : -(-x1 // m)]
             return self.generator(piece, piece_code, stats=NormStats(given=shared))
 
-        return run_tiled(x, run, tile, TILE_MARGIN)
+        margin = -(-self.generator.stylize_reach // grid) * grid  # each kept pixel sees all it would untiled
+        return run_tiled(x, run, tile, margin)
 
     def _regions(self, image, codes, w, mask, strength) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask shares (1, K, h, w) at 1/8 of the image, summing to 1, and the K codes they choose: the

@@ -6,11 +6,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from ganmoco import baselines, evaluate, metrics, pyramid
+from ganmoco import baselines, evaluate, losses, metrics, pyramid
 from ganmoco.data import synthetic_fusion_pair
 from ganmoco.images import load_image
 from ganmoco.pixels import fit_within, to_tensor
@@ -70,6 +71,21 @@ def test_style_metrics_rank_the_obvious_cases(photos):
     noise = torch.rand_like(content) * 2 - 1
     assert score(noise, content, style)["ssim"] < 0.2
     assert metrics.colour_histogram_distance(style, style) == 0.0
+
+
+def test_coarse_gram_sees_the_size_of_structures_not_fine_texture(examples):
+    # the painting's own structures at half their size (a 2 x 2 tiling) vs the painting mirrored (same structures)
+    style = to_tensor(fit_within(load_image(examples / "van_gogh_bridge.jpg"), 256))
+    half = F.interpolate(style, scale_factor=0.5, mode="bilinear", antialias=True)
+    tiled = torch.cat([torch.cat([half, half.flip(-1)], -1)] * 2, -2)[..., : style.shape[-2], : style.shape[-1]]
+    score = metrics.StyleMetrics().style_distances
+    mirrored, smaller = score(style.flip(-1), style), score(tiled, style)
+    assert smaller["coarse_gram_distance"] > 5 * mirrored["coarse_gram_distance"]
+    # the 4 x 4 block means of the painting: every fine stroke gone, the larger structures all there
+    factor = metrics.COARSE_FACTOR
+    blocks = losses.downscaled(style, factor).repeat_interleave(factor, -1).repeat_interleave(factor, -2)
+    flat = score(blocks, style[..., : blocks.shape[-2], : blocks.shape[-1]])
+    assert flat["coarse_gram_distance"] < 1e-3 < flat["gram_distance"]
 
 
 def test_lab_round_trip_and_colour_transfer_statistics(photos):

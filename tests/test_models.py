@@ -219,6 +219,8 @@ def test_generator_config_errors_name_the_argument():
         GanMocoGenerator(base_channels=-4)
     with pytest.raises(ValueError, match="num_res_blocks"):
         GanMocoGenerator(num_res_blocks="2")
+    with pytest.raises(ValueError, match="trunk_dilation must be a positive integer, got 0"):
+        GanMocoGenerator(trunk_dilation=0)
     G = GanMocoGenerator(**TINY_GENERATOR)
     with pytest.raises(ValueError, match="code"):
         G(torch.rand(1, 3, 16, 16), torch.randn(1, 5))

@@ -5,8 +5,10 @@ from PIL import Image
 
 from ganmoco import GanMocoGenerator, GanMocoPipeline, StyleEncoder
 from ganmoco.images import load_image
+from ganmoco.models.generator import NormStats
 from ganmoco.pipeline import AUTO_TILE_PIXELS
 from ganmoco.pixels import to_tensor
+from ganmoco.tiling import run_tiled
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,27 @@ def test_tiles_match_the_untiled_result(pipe, examples):
     a = np.asarray(pipe.stylize(image, examples / "van_gogh_bridge.jpg", tile=False), np.int16)
     b = np.asarray(pipe.stylize(image, examples / "van_gogh_bridge.jpg", tile=192), np.int16)
     assert np.abs(a - b).max() <= 1  # 8-bit rounding at most
+
+
+def test_dilated_trunk_tiles_with_its_longer_reach(examples):
+    """The shipped layout with a dilated trunk reaches 97 px: tiles widened by that match the whole image, where
+    the undilated layout's 64-px margin would not."""
+    torch.manual_seed(0)
+    layout = dict(base_channels=8, max_channels=32, num_downsamples=2, num_res_blocks=5, stem_kernel_size=9)
+    generator = GanMocoGenerator(**layout, encoder_norm=False, upsample="nearest", trunk_dilation=2).eval()
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    assert (generator.stylize_reach, GanMocoGenerator(**layout).stylize_reach) == (97, 57)
+    pipe = GanMocoPipeline(generator, StyleEncoder(trunk_layer="Conv2d_4a_3x3", image_size=96))
+    x = to_tensor(load_image(examples / "castle_chambord.jpg").resize((600, 440)))
+    code = pipe.style_code(examples / "van_gogh_bridge.jpg")
+    with torch.no_grad():
+        whole = generator(x, code)
+        assert (pipe._stylize_tiled(x, code, 128) - whole).abs().max().item() < 1e-4
+        shared = generator.norm_stats(x, code)
+        short = run_tiled(x, lambda piece, box: generator(piece, code, stats=NormStats(given=shared)), 128, 64)
+        assert (short - whole).abs().max().item() > 1e-3
 
 
 def test_tiles_with_a_mask_match(pipe, examples):

@@ -108,6 +108,8 @@ def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_pat
             "0.5",
             "--halo_weight",
             "0.5",
+            "--coarse_style_weight",
+            "0.5",
         )
     )
     assert r.returncode == 0, r.stderr[-3000:]
@@ -124,6 +126,7 @@ def test_a_short_run_writes_a_loadable_pipeline(tiny_data, tiny_configs, tmp_pat
     assert pipe.generator.config.match_colors and pipe.style_code(examples / "van_gogh_bridge.jpg").shape == (1, 22)
     assert "| VGG mean/std share of L_style | 1.0 |" in card and "(`match_colors`) | yes |" in card
     assert "| temporal weight (L_temporal) | 0.5 |" in card and "| halo weight (L_halo) | 0.5 |" in card
+    assert "| coarse style weight (L_style_coarse) | 0.5 |" in card
     assert "| steps | 4 |" in card and "{" not in card.split("---", 2)[2].replace("{content_dir}", "")
     assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl")) or list(out.rglob("random_states_*.pkl"))
 
@@ -508,15 +511,15 @@ def test_fusion_head_only_keeps_the_style_path(tiny_data, tiny_configs, tiny_pip
 
 
 def test_style_decoder_only_keeps_encoder_fusion_and_upscaling(tiny_data, tiny_configs, tiny_pipeline_dir, tmp_path):
-    """--train_style_decoder_only with the temporal and halo terms: the residual trunk and decoder learn; the
-    encoder that the fusion and upscaling heads read, and those heads, stay bit for bit; a second "only" flag is
-    refused."""
+    """--train_style_decoder_only with the temporal, halo and coarse style terms: the residual trunk and decoder
+    learn; the encoder that the fusion and upscaling heads read, and those heads, stay bit for bit; a second "only"
+    flag is refused."""
     init, out = tmp_path / "init", tmp_path / "run"
     GanMocoPipeline.from_pretrained(tiny_pipeline_dir).save_pretrained(init)
     args = _args(tiny_data, tiny_configs, out, "--init_from", init, "--train_style_decoder_only")
     args += ["--fusion_ratio", "0", "--upscale_ratio", "0", "--max_train_steps", "2", "--learning_rate", "1e-2"]
     args += ["--ema_decay", "0", "--adversarial_weight", "0", "--temporal_weight", "1", "--teacher_weight", "1"]
-    args += ["--halo_weight", "1"]
+    args += ["--halo_weight", "1", "--coarse_style_weight", "1"]
     r = _train(args)
     assert r.returncode == 0, r.stderr[-3000:]
     before, after = _generator_weights(init), _generator_weights(out)

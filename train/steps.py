@@ -2,8 +2,8 @@
 
     L_G = adversarial_weight L_GAN + style_weight L_style + fusion_weight L_fusion
           + feature_weight L_feature + tv_weight TV
-          (+ teacher_weight L_teacher, temporal_weight L_temporal, colour_weight L_colour and halo_weight L_halo on
-           style batches,
+          (+ teacher_weight L_teacher, temporal_weight L_temporal, coarse_style_weight L_style_coarse,
+           colour_weight L_colour and halo_weight L_halo on style batches,
            + upscale_weight L_upscale on super-resolution batches)
 
 Each step function returns (loss_G, fake, code, real, raw terms): the discriminator then judges `fake` against
@@ -81,11 +81,25 @@ class LossWeights:
         "weight of L_halo on style batches: rims, glows and outlines along the photo's step edges that the photo "
         "does not have (logged as 'halo'; 0: off)",
     )
+    coarse_style_weight: float = _weight(
+        0.0,
+        "weight of L_style_coarse on style batches: the Gram term again with the output and the style image both "
+        "downscaled x2 and x4, where only the style's larger structures (swirls, bricks) remain (logged as "
+        "'style_coarse'; 0: off)",
+    )
     gan_loss: str = _weight("hinge", "adversarial loss")
 
     @classmethod
     def from_args(cls, args) -> LossWeights:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def _gram_at(vgg, fake, style, factor: int) -> torch.Tensor:
+    """L_gram between `fake` and `style`, both downscaled by `factor`."""
+    with torch.no_grad():
+        f_style = vgg(losses.downscaled(style, factor))
+    f_fake = vgg(losses.downscaled(fake, factor))
+    return losses.gram_style_loss({k: f_fake[k] for k in VGG_STYLE_LAYERS}, {k: f_style[k] for k in VGG_STYLE_LAYERS})
 
 
 def style_step(G, E, D, nets, batch_c, batch_s, w: LossWeights, teacher=None):
@@ -127,6 +141,9 @@ def style_step(G, E, D, nets, batch_c, batch_s, w: LossWeights, teacher=None):
             G(moved, code, style=batch_s), fake, dy, dx, border=min(16, batch_c.shape[-1] // 4)
         )
         loss = loss + w.temporal_weight * terms["temporal"]
+    if w.coarse_style_weight > 0:
+        terms["style_coarse"] = GRAM_SCALE * sum(_gram_at(vgg, fake, batch_s, f) for f in losses.COARSE_STYLE_FACTORS)
+        loss = loss + w.coarse_style_weight * terms["style_coarse"]
     if w.colour_weight > 0:
         terms["colour"] = losses.colour_loss(fake, batch_s)
         loss = loss + w.colour_weight * terms["colour"]

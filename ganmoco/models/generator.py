@@ -186,11 +186,12 @@ class UpBlock(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, code_dim: int):
+    def __init__(self, channels: int, code_dim: int, dilation: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        conv = dict(padding=dilation, dilation=dilation, padding_mode="reflect")
+        self.conv1 = nn.Conv2d(channels, channels, 3, **conv)
         self.norm1 = ConditionalInstanceNorm(channels, code_dim)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.conv2 = nn.Conv2d(channels, channels, 3, **conv)
         self.norm2 = ConditionalInstanceNorm(channels, code_dim)
 
     def forward(self, x, code, stats: NormStats | None = None):
@@ -390,6 +391,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         upscale_channels: int = 32,
         upscale_blocks: int = 4,
         upscale_denoise: bool = False,
+        trunk_dilation: int = 1,
     ):
         super().__init__()
         for key, value in (
@@ -398,6 +400,7 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
             ("num_downsamples", num_downsamples),
             ("code_dim", code_dim),
             ("num_fusion_tasks", num_fusion_tasks),
+            ("trunk_dilation", trunk_dilation),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
@@ -434,7 +437,10 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         self.encoder = nn.ModuleList(
             [ConvBlock(c_in, c_out, enc_code, stride=2) for c_in, c_out in zip(inputs, channels, strict=True)]
         )
-        self.trunk = nn.ModuleList([ResidualBlock(channels[-1], code_dim) for _ in range(num_res_blocks)])
+        # a dilated trunk reaches twice as far at the same weights and FLOPs: strokes and swirls can grow larger
+        self.trunk = nn.ModuleList(
+            [ResidualBlock(channels[-1], code_dim, trunk_dilation) for _ in range(num_res_blocks)]
+        )
         # each block mirrors one encoder block (with a stem, the first one too: to_rgb then stays at full size)
         self.decoder = nn.ModuleList(
             [
@@ -462,6 +468,16 @@ class GanMocoGenerator(ModelMixin, ConfigMixin):
         )
         # match_colors: the style code ends with the style image's YCbCr [mean, std], which the output takes
         self.colour_norm = AdaptiveInstanceNorm() if match_colors else None
+
+    @property
+    def stylize_reach(self) -> int:
+        """The stylization's receptive-field radius in input pixels: how much context a tile needs on each side
+        to be painted as in the whole image. A k x k conv at 1/2^i scale reaches (k // 2) 2^i px."""
+        c = self.config
+        levels = range(c.num_downsamples)
+        reach = 2 * (c.stem_kernel_size // 2)  # the stem and the to-RGB conv, at full size
+        reach += sum(2**i for i in levels) + sum(2 ** (i + 1) for i in levels)  # encoder; decoder at its input
+        return reach + 2 * c.num_res_blocks * c.trunk_dilation * 2**c.num_downsamples
 
     @property
     def style_code_dim(self) -> int:
