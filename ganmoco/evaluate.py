@@ -32,15 +32,6 @@ from .images import load_image
 from .pixels import fit_within, to_pil, to_tensor
 
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-STYLE_KEYS = (
-    "content_distance",
-    "ssim",
-    "halo",
-    "gram_distance",
-    "coarse_gram_distance",
-    "mean_std_distance",
-    "colour_histogram_distance",
-)
 FUSION_KINDS = {"multi-focus": FOCUS_SHAPES, "multi-exposure": (None,)}  # kind -> in-focus shapes
 
 
@@ -106,7 +97,7 @@ def evaluate_style(
             outputs[c, s] = out
             scores = scorer(out, load[c], load[s], f_content=features[c], f_style=features[s])
             rows.append({"content": c.name, "style": s.name, **scores})
-        summary = {"pairs": len(rows), **{k: _mean(rows, k) for k in STYLE_KEYS}}
+        summary = {"pairs": len(rows), **{k: _mean(rows, k) for k in metrics.STYLE_KEYS}}
         summary.update(metrics.distribution_distances(list(outputs.values()), [load[s] for s in styles]))
         summary["art_fid"] = metrics.art_fid(summary["content_distance"], summary["fid"])
         report[name] = {"summary": summary, "pairs": rows}

@@ -22,15 +22,6 @@ from .pixels import fit_within, to_pil, to_tensor
 Stylizer = Callable[[Image.Image, Image.Image], Image.Image]
 VIEW_SIDE = 512  # a result seen whole, as on a screen
 CROP = 512  # a 1:1 crop's side
-KEYS = (
-    "content_distance",
-    "ssim",
-    "halo",
-    "gram_distance",
-    "coarse_gram_distance",
-    "mean_std_distance",
-    "colour_histogram_distance",
-)
 
 
 def size_methods(pipe, peer: bool = False, teacher: bool = False) -> dict[str, Stylizer]:
@@ -119,7 +110,7 @@ def evaluate_sizes(
             report[side][name] = {
                 "pairs": len(chosen),
                 "seconds": statistics.fmean(seconds),
-                **{view: {k: statistics.fmean(r[k] for r in rows[view]) for k in KEYS} for view in rows},
+                **{view: {k: statistics.fmean(r[k] for r in rows[view]) for k in metrics.STYLE_KEYS} for view in rows},
                 "per_pair": rows,
             }
     if out_dir is not None and shown:

@@ -139,8 +139,20 @@ def art_fid(content_distance_mean: float, fid: float | None) -> float | None:
     return None if fid is None else (1 + content_distance_mean) * (1 + fid)
 
 
+# what StyleMetrics gives per pair, in the evaluator's column order
+STYLE_KEYS = (
+    "content_distance",
+    "ssim",
+    "halo",
+    "gram_distance",
+    "coarse_gram_distance",
+    "mean_std_distance",
+    "colour_histogram_distance",
+)
+
+
 class StyleMetrics:
-    """Per-pair style-transfer numbers for one (output, content, style) triple."""
+    """Per-pair style-transfer numbers for one (output, content, style) triple: STYLE_KEYS."""
 
     def __init__(self):
         self.vgg = FeatureExtractor("vgg16", layers=tuple(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS)))

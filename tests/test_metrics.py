@@ -60,6 +60,7 @@ def test_style_metrics_rank_the_obvious_cases(photos):
     content, style = photos["castle_chambord"], photos["van_gogh_starry_night"]
     score = metrics.StyleMetrics()
     itself = score(content, content, style)
+    assert tuple(itself) == metrics.STYLE_KEYS  # the evaluator's columns, in order
     assert itself["content_distance"] == pytest.approx(0.0, abs=1e-6) and itself["ssim"] == pytest.approx(1.0)
     assert itself["halo"] == 0.0
     colour = score(baselines.lab_colour_transfer(content, style), content, style)
