@@ -66,7 +66,7 @@ COARSE_STYLE_FACTORS = (2, 4)  # the pyramid levels at which L_style_coarse (and
 def downscaled(image: torch.Tensor, factor: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H // factor, W // factor): the mean of each factor x factor block (a box-filter pyramid
     level; differentiable). A structure `factor` times wider than VGG's early receptive fields is texture there."""
-    return F.avg_pool2d(image, factor) if factor > 1 else image
+    return F.avg_pool2d(image, factor)
 
 
 def mean_std_style_loss(
