@@ -23,7 +23,7 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
         if tensor.shape[0] != 1:
             raise ValueError(f"to_pil takes one image, got a batch of {tensor.shape[0]}")
         tensor = tensor[0]
-    arr = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    arr = tensor.detach().float().clamp(-1, 1).add_(1).mul_(127.5).round_().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 
 

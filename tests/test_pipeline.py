@@ -387,7 +387,8 @@ def test_a_large_photo_is_the_same_painting_seen_whole_with_brush_work_at_1_to_1
     def seen_whole(image):
         return image.resize(small.size, Image.LANCZOS)
 
-    assert image_diff(seen_whole(default), painted_small) < 0.6 * image_diff(seen_whole(one_pass), painted_small)
+    # 3.2 against 29.3 levels: seen whole, what the finer levels add is a tenth of what painting in one pass changes
+    assert image_diff(seen_whole(default), painted_small) < 0.15 * image_diff(seen_whole(one_pass), painted_small)
     magnified = painted_small.resize(large.size, Image.BICUBIC)
 
     assert fine_detail(default) > 3 * fine_detail(magnified)
