@@ -405,7 +405,7 @@ class GanMocoPipeline(DiffusionPipeline):
             del over
             out.add_(painted).sub_(_resized(_resized(painted, coarse), size))
             del painted
-        return out.clamp_(-1, 1)  # out is this call's own: no fourth full-size copy
+        return out.clamp_(-1, 1)  # out is this call's own: clamped in place, not copied once more at full size
 
     def _run(self, x: torch.Tensor, code: torch.Tensor, tile: int) -> torch.Tensor:
         code = code.to(self.generator.dtype)
