@@ -588,9 +588,11 @@ def _batch(args) -> int:
     from accelerate import PartialState
     from accelerate.utils import gather_object, parse_flag_from_env
 
+    # the model first: it imports torch._dynamo, which, imported after the group is made, keeps the group alive
+    # past destroy_process_group (below)
+    pipe = _load_pipeline(args.model)
     # as Accelerator does: without this, processes launched on a CPU-only machine each think they are alone
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.accelerator.is_available())
-    pipe = _load_pipeline(args.model)
     if state.device.type != "cpu":
         pipe.to(state.device)
     if args.command == "stylize":
@@ -615,24 +617,29 @@ def _batch(args) -> int:
         def work(loaded):
             return [pipe.fuse(frames, **_fuse_options(args)) for frames in loaded]
 
-    summary = batch.run(
-        jobs,
-        work,
-        batch_size=1 if args.command == "fuse" else args.batch_size,
-        overwrite=args.overwrite,
-        unit="stack" if args.command == "fuse" else "image",
-        split=state.split_between_processes if state.num_processes > 1 else None,
-        show_progress=state.is_local_main_process,
-    )
-    if state.num_processes > 1:  # each process's own share, then the whole on the main process
-        unit = "stacks" if args.command == "fuse" else "images"
-        print(f"process {state.process_index + 1}/{state.num_processes}: {summary.line(unit)}", file=sys.stderr)
-    total = batch.Summary()
-    for part in gather_object([summary]) if state.num_processes > 1 else [summary]:
-        total.done, total.skipped = total.done + part.done, total.skipped + part.skipped
-        total.failed += part.failed
-    if state.is_main_process:
-        print(f"{out_dir}: {total.line('stacks' if args.command == 'fuse' else 'images')}")
+    try:
+        summary = batch.run(
+            jobs,
+            work,
+            batch_size=1 if args.command == "fuse" else args.batch_size,
+            overwrite=args.overwrite,
+            unit="stack" if args.command == "fuse" else "image",
+            split=state.split_between_processes if state.num_processes > 1 else None,
+            show_progress=state.is_local_main_process,
+        )
+        if state.num_processes > 1:  # each process's own share, then the whole on the main process
+            unit = "stacks" if args.command == "fuse" else "images"
+            print(f"process {state.process_index + 1}/{state.num_processes}: {summary.line(unit)}", file=sys.stderr)
+        total = batch.Summary()
+        for part in gather_object([summary]) if state.num_processes > 1 else [summary]:
+            total.done, total.skipped = total.done + part.done, total.skipped + part.skipped
+            total.failed += part.failed
+        if state.is_main_process:
+            print(f"{out_dir}: {total.line('stacks' if args.command == 'fuse' else 'images')}")
+    finally:
+        # gloo's threads free the gather's tensors, which takes the GIL; a group still alive when the interpreter
+        # exits can abort the process there (SIGABRT, about 1 run in 10). Destroying it joins those threads now.
+        state.destroy_process_group()
     return 2 if total.failed else 0
 
 

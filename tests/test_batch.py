@@ -138,13 +138,15 @@ def test_batch_input_errors(tmp_path, capsys):
     assert code == 2 and "no stacks in" in err
 
 
-def _launch(*args, processes: int):
-    """`accelerate launch -m ganmoco ARGS` on the CPU as a real process group."""
+def _launch(*args, processes: int, script=None):
+    """`accelerate launch -m ganmoco ARGS` (or `SCRIPT ARGS`) on the CPU as a real process group."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
     if processes > 1:
         # a free port: the default one may still be held by an earlier process group of this run
         command += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(free_port())]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ganmoco", *map(str, args)]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += [str(script)] if script else ["-m", "ganmoco"]
+    command += map(str, args)
     env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
@@ -166,6 +168,27 @@ def test_two_processes_write_every_output_once_as_one_process_does(tiny_pipeline
     assert len(names) == 11
     for name in names:
         assert np.array_equal(_pixels(tmp_path / "one" / name), _pixels(tmp_path / "two" / name)), name
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process's threads from /proc")
+def test_a_process_group_run_ends_its_group_before_the_interpreter_exits(tiny_pipeline_dir, tmp_path):
+    # gloo's threads left running into the interpreter's exit abort the process there, now and then (SIGABRT)
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import os, sys\n"
+        "from ganmoco.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]\n"
+        "print('gloo threads after main:', sum('gloo' in name for name in names), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    album = _album(tmp_path / "album", ["a.jpg", "b.jpg", "c.jpg"])
+    run = _launch(
+        "upscale", album, "--out", tmp_path / "out", "--scale", "2", "--batch-size", "1", "--model", tiny_pipeline_dir,
+        processes=2, script=script,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.findall(r"gloo threads after main: (\d+)", run.stderr) == ["0", "0"], run.stderr[-2000:]
 
 
 def test_a_killed_run_resumes_with_only_what_was_missing(tiny_pipeline_dir, tmp_path):
