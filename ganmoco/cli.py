@@ -617,25 +617,26 @@ def _batch(args) -> int:
         def work(loaded):
             return [pipe.fuse(frames, **_fuse_options(args)) for frames in loaded]
 
+    unit = "stack" if args.command == "fuse" else "image"
     try:
         summary = batch.run(
             jobs,
             work,
             batch_size=1 if args.command == "fuse" else args.batch_size,
             overwrite=args.overwrite,
-            unit="stack" if args.command == "fuse" else "image",
+            unit=unit,
             split=state.split_between_processes if state.num_processes > 1 else None,
             show_progress=state.is_local_main_process,
         )
         if state.num_processes > 1:  # each process's own share, then the whole on the main process
-            unit = "stacks" if args.command == "fuse" else "images"
-            print(f"process {state.process_index + 1}/{state.num_processes}: {summary.line(unit)}", file=sys.stderr)
+            share = f"process {state.process_index + 1}/{state.num_processes}"
+            print(f"{share}: {summary.line(unit + 's')}", file=sys.stderr)
         total = batch.Summary()
         for part in gather_object([summary]) if state.num_processes > 1 else [summary]:
             total.done, total.skipped = total.done + part.done, total.skipped + part.skipped
             total.failed += part.failed
         if state.is_main_process:
-            print(f"{out_dir}: {total.line('stacks' if args.command == 'fuse' else 'images')}")
+            print(f"{out_dir}: {total.line(unit + 's')}")
     finally:
         # gloo's threads free the gather's tensors, which takes the GIL; a group still alive when the interpreter
         # exits can abort the process there (SIGABRT, 1 run in 15 here). Destroying it joins those threads now.
